@@ -31,8 +31,7 @@ enum reason {
 
 /* Global counters (global_stats index). */
 enum gstat {
-	GSTAT_FORWARDED = 0,  /* encapsulated and sent */
-	GSTAT_CONN_HIT,       /* connection table had the flow */
+	GSTAT_CONN_HIT = 0,   /* connection table had the flow */
 	GSTAT_CONN_MISS,      /* ring consulted (new flow, SYN, bypass excluded) */
 	GSTAT_CONN_UDP_EXPIRED, /* UDP entry found but stale: re-picked */
 	GSTAT_DECAPPED,       /* decap: tunnel stripped, inner passed up */

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0
+/* balancer.bpf.c — the XDP load balancer's entry point: parse → VIP lookup → select
+ * (connection table, Maglev ring) → encapsulate → verdict. Every verdict other than a
+ * forward is counted in reason_stats under a reason from reasons.h. The packet path
+ * and formats are documented in docs/dataplane.md. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/icmpv6.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "config.h"
+#include "consts.h"
+#include "encap.h"
+#include "hash.h"
+#include "icmp.h"
+#include "maps.h"
+#include "parse.h"
+#include "reasons.h"
+#include "select.h"
+
+#define AF_INET_ 2
+#define AF_INET6_ 10
+
+static __always_inline int verdict(enum reason reason, int action, __u64 bytes)
+{
+	count(&reason_stats, reason, bytes);
+	return action;
+}
+
+/* Outer next hop: the configured MAC (already written by encap) or the kernel FIB. */
+static __always_inline int next_hop(struct xdp_md *ctx, __u8 outer_family, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bpf_fib_lookup fib = {};
+	struct ethhdr *eth = data;
+
+	if (!(CFG.flags & CFG_F_FIB_LOOKUP))
+		return XDP_TX;
+
+	if (outer_family == FAMILY_V4) {
+		struct iphdr *iph = data + ETH_HLEN_;
+
+		if ((void *)(iph + 1) > data_end)
+			return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+		fib.family = AF_INET_;
+		fib.tos = iph->tos;
+		fib.l4_protocol = iph->protocol;
+		fib.tot_len = bpf_ntohs(iph->tot_len);
+		fib.ipv4_src = iph->saddr;
+		fib.ipv4_dst = iph->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN_;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+		fib.family = AF_INET6_;
+		fib.l4_protocol = ip6->nexthdr;
+		fib.tot_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
+		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
+	}
+	fib.ifindex = ctx->ingress_ifindex;
+
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+		/* No route or no neighbour yet: the stack routes the encapsulated packet
+		 * and resolves the neighbour, so the next packet takes the fast path. */
+		return verdict(REASON_PASS_FIB_MISS, XDP_PASS, bytes);
+	if ((void *)(eth + 1) > data_end)
+		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+static __always_inline int send_too_big(struct xdp_md *ctx, const struct packet *pkt, __u32 overhead, __u64 bytes)
+{
+	__u32 room = CFG.mtu - overhead;
+	enum icmp_outcome sent;
+
+	if (pkt->family == FAMILY_V4)
+		sent = too_big_v4(ctx, room);
+	else
+		sent = too_big_v6(ctx, room < IPV6_MIN_MTU ? IPV6_MIN_MTU : room);
+	if (sent != ICMP_SENT)
+		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+	return verdict(REASON_TX_ICMP_TOO_BIG, XDP_TX, bytes);
+}
+
+static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt, const struct vip_meta *vip,
+				   enum select_mode mode, __u64 bytes)
+{
+	const __u32 src = source_word(pkt);
+	const __u32 entropy = jhash_2words(src, ports_word(pkt), 0);
+	const __u32 ring_hash = vip->flags & VIP_F_SRC_IP_ONLY ? jhash_2words(src, 0, 0) : entropy;
+	const int gue = !!(vip->flags & VIP_F_ENCAP_GUE);
+	const __u32 vip_id = vip->vip_id;
+	const struct backend *be = 0;
+	__u32 backend_id = 0, overhead;
+	__u8 outer_family;
+
+	switch (select_backend(pkt, vip, ring_hash, mode, &be, &backend_id)) {
+	case SELECTED:
+		break;
+	case SELECT_BAD_BACKEND:
+		return verdict(REASON_DROP_BAD_BACKEND, XDP_DROP, bytes);
+	case SELECT_BAD_VIP_ID:
+		return verdict(REASON_DROP_UNKNOWN_VIP_ID, XDP_DROP, bytes);
+	default:
+		return verdict(REASON_DROP_NO_BACKEND, XDP_DROP, bytes);
+	}
+	if (!be)
+		return verdict(REASON_DROP_NO_BACKEND, XDP_DROP, bytes);
+
+	/* ICMP errors are at most 576 (IPv4) / 1280 (IPv6) bytes and always fit. */
+	overhead = encap_overhead(be, gue);
+	if (mode == SELECT_NEW_OR_KNOWN && pkt->l3_len + overhead > CFG.mtu)
+		return send_too_big(ctx, pkt, overhead, bytes);
+
+	outer_family = be->family;
+	if (encapsulate(ctx, pkt, be, entropy, gue) != ENCAP_OK)
+		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+	count(&vip_stats, vip_id, bytes);
+	count(&backend_stats, backend_id, bytes);
+	return next_hop(ctx, outer_family, bytes);
+}
+
+/* A packet that cannot be balanced: dropped if it was aimed at a VIP address (it
+ * would otherwise reach the stack of a host that does not serve it), else passed. */
+static __always_inline int refuse(const struct packet *pkt, enum reason drop_reason, __u64 bytes)
+{
+	if (lookup_vip_address(pkt))
+		return verdict(drop_reason, XDP_DROP, bytes);
+	return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+}
+
+static __always_inline int process_icmp4(struct xdp_md *ctx, struct packet *pkt, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *iph = data + ETH_HLEN_;
+	struct icmphdr *icmp = (void *)(iph + 1);
+	struct vip_meta *vip;
+
+	if ((void *)(icmp + 1) > data_end)
+		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
+	if (icmp->type == ICMP_ECHO) {
+		if (!lookup_vip_address(pkt))
+			return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+		echo_reply_v4(data, iph, icmp);
+		return verdict(REASON_TX_ICMP_ECHO, XDP_TX, bytes);
+	}
+	if (icmp->type != ICMP_DEST_UNREACH || parse_quoted_v4(icmp + 1, data_end, pkt) != PARSE_OK)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	vip = lookup_vip(pkt);
+	if (!vip)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	return forward(ctx, pkt, vip, SELECT_READ_ONLY, bytes);
+}
+
+static __always_inline int process_icmp6(struct xdp_md *ctx, struct packet *pkt, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *ip6 = data + ETH_HLEN_;
+	struct icmp6hdr *icmp6 = (void *)(ip6 + 1);
+	struct vip_meta *vip;
+
+	if ((void *)(icmp6 + 1) > data_end)
+		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
+	if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST) {
+		if (!lookup_vip_address(pkt))
+			return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+		echo_reply_v6(data, ip6, icmp6);
+		return verdict(REASON_TX_ICMP_ECHO, XDP_TX, bytes);
+	}
+	if ((icmp6->icmp6_type != ICMPV6_DEST_UNREACH && icmp6->icmp6_type != ICMPV6_PKT_TOOBIG) ||
+	    parse_quoted_v6(icmp6 + 1, data_end, pkt) != PARSE_OK)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	vip = lookup_vip(pkt);
+	if (!vip)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	return forward(ctx, pkt, vip, SELECT_READ_ONLY, bytes);
+}
+
+/* TCP / UDP after a successful IP parse: ports, VIP, forward. */
+static __always_inline int process_l4(struct xdp_md *ctx, struct packet *pkt, __u32 l4_offset, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct vip_meta *vip;
+
+	if (parse_ports(data + l4_offset, data_end, pkt) != PARSE_OK)
+		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
+	vip = lookup_vip(pkt);
+	if (!vip)
+		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+	return forward(ctx, pkt, vip, SELECT_NEW_OR_KNOWN, bytes);
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	const __u64 bytes = data_end - data;
+	struct ethhdr *eth = data;
+	struct packet pkt = {};
+	enum parse_outcome parsed;
+
+	if ((void *)(eth + 1) > data_end)
+		return verdict(REASON_DROP_MALFORMED, XDP_DROP, bytes);
+
+	if (eth->h_proto == ETH_P_IP_BE) {
+		parsed = parse_ipv4(data, data_end, &pkt);
+		if (parsed == PARSE_OK)
+			return process_l4(ctx, &pkt, ETH_HLEN_ + IPV4_HLEN, bytes);
+		if (parsed == PARSE_ICMP)
+			return process_icmp4(ctx, &pkt, bytes);
+	} else if (eth->h_proto == ETH_P_IPV6_BE) {
+		parsed = parse_ipv6(data, data_end, &pkt);
+		if (parsed == PARSE_OK)
+			return process_l4(ctx, &pkt, ETH_HLEN_ + IPV6_HLEN, bytes);
+		if (parsed == PARSE_ICMP)
+			return process_icmp6(ctx, &pkt, bytes);
+	} else if (eth->h_proto == ETH_P_8021Q_BE || eth->h_proto == ETH_P_8021AD_BE) {
+		return verdict(REASON_PASS_VLAN, XDP_PASS, bytes);
+	} else {
+		return verdict(REASON_PASS_NOT_IP, XDP_PASS, bytes);
+	}
+
+	switch (parsed) {
+	case PARSE_MALFORMED:
+		return verdict(REASON_DROP_MALFORMED, XDP_DROP, bytes);
+	case PARSE_OPTIONS:
+		return refuse(&pkt, REASON_DROP_IP_OPTIONS, bytes);
+	case PARSE_FRAGMENT:
+		return refuse(&pkt, REASON_DROP_FRAGMENT, bytes);
+	case PARSE_EXT_HEADER:
+		return refuse(&pkt, REASON_DROP_IPV6_EXT, bytes);
+	default: /* another transport: no VIP serves it */
+		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+	}
+}
+
+char LICENSE[] SEC("license") = "GPL";

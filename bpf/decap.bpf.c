@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+/* decap.bpf.c — tc ingress program on a backend pod's interface: strips the IPIP /
+ * 6in4 / 4in6 / IP6IP6 / GUE header the balancer added and passes the inner packet up
+ * the stack, so the pod (which holds the VIP on its loopback) answers the client
+ * directly. It decapsulates only packets whose outer destination is a configured local
+ * address and whose inner destination is a configured VIP: no open tunnel endpoint.
+ * tc rather than XDP because the host may hand the pod GRO-merged (GSO) tunnel
+ * packets, which bpf_skb_adjust_room's decap flags handle and veth XDP does not. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "consts.h"
+#include "decap_maps.h"
+#include "reasons.h"
+
+/* Added to the UAPI in Linux 6.3; the build headers may be older than the kernel. */
+#ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
+#endif
+
+const volatile struct decap_config DECAP_CFG = {
+	.gue_port = 0xc017, /* htons(6080) */
+};
+
+/* The tunnel found in a frame: how long the outer header is, and what is inside. */
+struct tunnel {
+	__u32 outer_len;     /* bytes between the Ethernet header and the inner IP header */
+	__u8 outer_family;
+	__u8 inner_family;
+	struct addr_key outer_dst;
+};
+
+enum tunnel_outcome {
+	TUNNEL_FOUND = 0,
+	TUNNEL_NONE,         /* not a tunnel packet: leave it alone */
+	TUNNEL_MALFORMED,
+};
+
+/* The inner family a GUE payload carries, from the IP version nibble. */
+static __always_inline __u8 gue_inner_family(void *inner, void *data_end)
+{
+	__u8 *first = inner;
+
+	if ((void *)(first + 1) > data_end)
+		return 0;
+	return (*first >> 4) == 4 ? FAMILY_V4 : (*first >> 4) == 6 ? FAMILY_V6 : 0;
+}
+
+static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_end, struct tunnel *t)
+{
+	struct ethhdr *eth = data;
+	__u8 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return TUNNEL_NONE;
+	if (eth->h_proto == ETH_P_IP_BE) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		if ((void *)(iph + 1) > data_end)
+			return TUNNEL_NONE;
+		/* The balancer sends 20-byte headers with DF; anything else is not ours. */
+		if (iph->version != 4 || iph->ihl != 5 || (iph->frag_off & bpf_htons(0x3fff)))
+			return TUNNEL_NONE;
+		proto = iph->protocol;
+		t->outer_family = FAMILY_V4;
+		t->outer_dst.addr[0] = iph->daddr;
+		t->outer_dst.family = FAMILY_V4;
+		t->outer_len = IPV4_HLEN;
+	} else if (eth->h_proto == ETH_P_IPV6_BE) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return TUNNEL_NONE;
+		if (ip6->version != 6)
+			return TUNNEL_NONE;
+		proto = ip6->nexthdr;
+		t->outer_family = FAMILY_V6;
+		__builtin_memcpy(t->outer_dst.addr, &ip6->daddr, 16);
+		t->outer_dst.family = FAMILY_V6;
+		t->outer_len = IPV6_HLEN;
+	} else {
+		return TUNNEL_NONE;
+	}
+
+	if (proto == IPPROTO_IPIP) {
+		t->inner_family = FAMILY_V4;
+	} else if (proto == IPPROTO_IPV6) {
+		t->inner_family = FAMILY_V6;
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + ETH_HLEN_ + (t->outer_family == FAMILY_V4 ? IPV4_HLEN : IPV6_HLEN);
+
+		if ((void *)(uh + 1) > data_end)
+			return TUNNEL_NONE;
+		if (uh->dest != DECAP_CFG.gue_port)
+			return TUNNEL_NONE;
+		t->outer_len += UDP_HLEN;
+		t->inner_family = gue_inner_family(uh + 1, data_end);
+		if (!t->inner_family)
+			return TUNNEL_MALFORMED;
+	} else {
+		return TUNNEL_NONE;
+	}
+	return TUNNEL_FOUND;
+}
+
+/* The inner header must be whole and its destination read into vip. */
+static __always_inline int read_inner_destination(void *inner, void *data_end, __u8 family, struct addr_key *vip)
+{
+	if (family == FAMILY_V4) {
+		struct iphdr *iph = inner;
+
+		if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
+			return -1;
+		if (bpf_ntohs(iph->tot_len) > data_end - inner)
+			return -1;
+		vip->addr[0] = iph->daddr;
+	} else {
+		struct ipv6hdr *ip6 = inner;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return -1;
+		if (bpf_ntohs(ip6->payload_len) + IPV6_HLEN > data_end - inner)
+			return -1;
+		__builtin_memcpy(vip->addr, &ip6->daddr, 16);
+	}
+	vip->family = family;
+	return 0;
+}
+
+static __always_inline int verdict(enum reason reason, int action, __u64 bytes)
+{
+	count(&reason_stats, reason, bytes);
+	return action;
+}
+
+SEC("tc")
+int decap(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	const __u64 bytes = skb->len;
+	struct tunnel t = {};
+	struct addr_key vip = {};
+	__u64 flags;
+	void *inner;
+
+	switch (find_tunnel(data, data_end, &t)) {
+	case TUNNEL_FOUND:
+		break;
+	case TUNNEL_MALFORMED:
+		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
+	default:
+		return verdict(REASON_DECAP_PASS_NOT_TUNNEL, TC_ACT_OK, bytes);
+	}
+	if (!bpf_map_lookup_elem(&decap_addrs, &t.outer_dst))
+		return verdict(REASON_DECAP_DROP_NOT_LOCAL, TC_ACT_SHOT, bytes);
+
+	if (t.outer_len > IPV6_HLEN + UDP_HLEN)
+		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
+	inner = data + ETH_HLEN_ + t.outer_len;
+	if (read_inner_destination(inner, data_end, t.inner_family, &vip))
+		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
+	if (!bpf_map_lookup_elem(&decap_vips, &vip))
+		return verdict(REASON_DECAP_DROP_NOT_VIP, TC_ACT_SHOT, bytes);
+
+	/* The DECAP_L3 flag also sets skb->protocol to the inner family (4in6, 6in4). */
+	flags = t.inner_family == FAMILY_V4 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV4 : BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+	if (bpf_skb_adjust_room(skb, -(__s32)t.outer_len, BPF_ADJ_ROOM_MAC, flags))
+		return verdict(REASON_DECAP_DROP_FAILED, TC_ACT_SHOT, bytes);
+	if (t.inner_family != t.outer_family) {
+		__be16 proto = t.inner_family == FAMILY_V4 ? ETH_P_IP_BE : ETH_P_IPV6_BE;
+
+		if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto), 0))
+			return verdict(REASON_DECAP_DROP_FAILED, TC_ACT_SHOT, bytes);
+	}
+	count(&global_stats, GSTAT_DECAPPED, bytes);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";
