@@ -1,0 +1,179 @@
+// The planner: desired state + what is programmed → the smallest set of map
+// operations, and the state once they are applied. Pure compute; apply.ts does the
+// I/O in the order that keeps every packet consistent:
+//   reset counters of new ids → backends → rings → VIP entries and markers
+//   → (removal, reversed) VIP entries and markers → backends.
+// A packet therefore never finds a VIP whose ring or backends are not written yet,
+// nor a ring slot naming a backend that is gone.
+import { addressFamily } from '../../shared/addresses.ts';
+import { FulcrumError } from '../../shared/errors.ts';
+import { vipKey, type NodeDesiredState, type Vip } from '../../shared/desired-state.ts';
+import { buildMaglevRing, ringDelta, type RingDelta } from './maglev.ts';
+import { VIP_FLAGS, type IdPool, type ProgrammedState, type ProgrammedVip } from './state.ts';
+
+export type BackendWrite = { readonly id: number; readonly address: string };
+
+export type RingWrite =
+  | { readonly kind: 'full'; readonly vipId: number; readonly ring: Uint32Array }
+  | { readonly kind: 'delta'; readonly vipId: number; readonly delta: RingDelta };
+
+export type VipWrite = Pick<ProgrammedVip, 'key' | 'address' | 'family' | 'port' | 'protocol' | 'id' | 'flags'>;
+
+export type Plan = {
+  readonly resetVipCounters: readonly number[];
+  readonly resetBackendCounters: readonly number[];
+  readonly writeBackends: readonly BackendWrite[];
+  readonly writeRings: readonly RingWrite[];
+  readonly writeVips: readonly VipWrite[];
+  readonly addMarkers: readonly string[];
+  readonly deleteVips: readonly VipWrite[];
+  readonly deleteMarkers: readonly string[];
+  readonly clearBackends: readonly BackendWrite[];
+  /** The programmed state once the plan is applied. */
+  readonly next: ProgrammedState;
+};
+
+export function isEmptyPlan(plan: Plan): boolean {
+  return (
+    plan.resetVipCounters.length + plan.resetBackendCounters.length + plan.writeBackends.length + plan.writeRings.length +
+      plan.writeVips.length + plan.addMarkers.length + plan.deleteVips.length + plan.deleteMarkers.length + plan.clearBackends.length ===
+    0
+  );
+}
+
+/** Fresh ids first (never used since start), then the longest-freed: an id reused soon
+ * after its backend went could inherit that backend's connection-table entries. */
+class IdAllocator {
+  private highWater: number;
+  private readonly freed: number[];
+  private readonly pool: IdPool;
+
+  constructor(pool: IdPool) {
+    this.pool = pool;
+    this.highWater = pool.highWater;
+    this.freed = [...pool.freed];
+  }
+
+  allocate(what: string): number {
+    if (this.highWater < this.pool.limit) return this.highWater++;
+    const id = this.freed.shift();
+    if (id === undefined) {
+      throw new FulcrumError('ERR_DESIRED_STATE', `no free ${what} id: the table holds ${this.pool.limit - this.pool.first}; raise the limit in the agent configuration`, {
+        details: { what, limit: this.pool.limit },
+      });
+    }
+    return id;
+  }
+
+  release(id: number): void {
+    this.freed.push(id);
+  }
+
+  snapshot(): IdPool {
+    return { first: this.pool.first, limit: this.pool.limit, highWater: this.highWater, freed: [...this.freed] };
+  }
+}
+
+export function vipFlags(vip: Vip): number {
+  return (vip.sourceIpOnly ? VIP_FLAGS.srcIpOnly : 0) | (vip.lruBypass ? VIP_FLAGS.lruBypass : 0) | (vip.encapsulation === 'gue' ? VIP_FLAGS.encapGue : 0);
+}
+
+function backendsSignature(vip: Vip): string {
+  return vip.backends
+    .map((b) => `${b.address}=${b.weight}`)
+    .sort()
+    .join(',');
+}
+
+export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSize: number): Plan {
+  const backendIds = new IdAllocator(current.backendIds);
+  const vipIds = new IdAllocator(current.vipIds);
+
+  // Backends: every address any desired VIP names (draining ones included: their
+  // established flows still need the entry).
+  const wantedBackends = new Set(desired.vips.flatMap((v) => v.backends.map((b) => b.address)));
+  const backends = new Map<string, number>();
+  const writeBackends: BackendWrite[] = [];
+  for (const address of [...wantedBackends].sort()) {
+    const existing = current.backends.get(address);
+    if (existing !== undefined) {
+      backends.set(address, existing);
+    } else {
+      const id = backendIds.allocate('backend');
+      backends.set(address, id);
+      writeBackends.push({ id, address });
+    }
+  }
+  const clearBackends: BackendWrite[] = [];
+  for (const [address, id] of current.backends) {
+    if (!wantedBackends.has(address)) {
+      clearBackends.push({ id, address });
+      backendIds.release(id);
+    }
+  }
+
+  // VIPs and their rings.
+  const vips = new Map<string, ProgrammedVip>();
+  const writeRings: RingWrite[] = [];
+  const writeVips: VipWrite[] = [];
+  const resetVipCounters: number[] = [];
+  for (const vip of desired.vips) {
+    const key = vipKey(vip);
+    const previous = current.vips.get(key);
+    const signature = backendsSignature(vip);
+    const flags = vipFlags(vip);
+    const id = previous?.id ?? vipIds.allocate('VIP');
+    let ring = previous?.ring;
+    if (previous === undefined || previous.backendsSignature !== signature || previous.ring.length !== ringSize) {
+      ring = buildMaglevRing(
+        vip.backends.map((b) => ({ id: backends.get(b.address)!, key: b.address, weight: b.weight })),
+        ringSize,
+      );
+      if (previous === undefined || previous.ring.length !== ringSize) {
+        writeRings.push({ kind: 'full', vipId: id, ring });
+      } else {
+        const delta = ringDelta(previous.ring, ring);
+        if (delta.indices.length > 0) writeRings.push({ kind: 'delta', vipId: id, delta });
+      }
+    }
+    const programmed: ProgrammedVip = {
+      key,
+      name: vip.name,
+      address: vip.address,
+      family: addressFamily(vip.address),
+      port: vip.port,
+      protocol: vip.protocol,
+      id,
+      flags,
+      ring: ring!,
+      backendsSignature: signature,
+    };
+    vips.set(key, programmed);
+    if (previous === undefined) resetVipCounters.push(id);
+    if (previous === undefined || previous.flags !== flags) writeVips.push(programmed);
+  }
+  const deleteVips: VipWrite[] = [];
+  for (const [key, vip] of current.vips) {
+    if (!vips.has(key)) {
+      deleteVips.push(vip);
+      vipIds.release(vip.id);
+    }
+  }
+
+  const markers = new Set(desired.vips.map((v) => v.address));
+  const addMarkers = [...markers].filter((a) => !current.markers.has(a)).sort();
+  const deleteMarkers = [...current.markers].filter((a) => !markers.has(a)).sort();
+
+  return {
+    resetVipCounters,
+    resetBackendCounters: writeBackends.map((b) => b.id),
+    writeBackends,
+    writeRings,
+    writeVips,
+    addMarkers,
+    deleteVips,
+    deleteMarkers,
+    clearBackends,
+    next: { vips, backends, markers, vipIds: vipIds.snapshot(), backendIds: backendIds.snapshot() },
+  };
+}

@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NodeDesiredState, type NodeDesiredStateInput } from '../../src/shared/desired-state.ts';
+import { isEmptyPlan, plan, type Plan } from '../../src/agent/dataplane/plan.ts';
+import { emptyState, poolFromUsed, type ProgrammedState } from '../../src/agent/dataplane/state.ts';
+import { isFulcrumError } from '../../src/shared/errors.ts';
+
+const RING = 1009; // a small prime keeps the tests fast; the planner does not care
+const limits = { maxVips: 8, maxBackends: 16 };
+
+const state = (input: NodeDesiredStateInput) => NodeDesiredState.parse(input);
+const web = (backends: { address: string; weight?: number }[], extra: Record<string, unknown> = {}) => ({
+  name: 'default/web',
+  address: '192.0.2.10',
+  port: 80,
+  protocol: 'TCP' as const,
+  backends,
+  ...extra,
+});
+const three = [{ address: '10.0.0.1' }, { address: '10.0.0.2' }, { address: '10.0.0.3' }];
+
+function applyAll(...states: NodeDesiredStateInput[]): { plans: Plan[]; last: ProgrammedState } {
+  let current = emptyState(limits);
+  const plans: Plan[] = [];
+  for (const s of states) {
+    const p = plan(current, state(s), RING);
+    plans.push(p);
+    current = p.next;
+  }
+  return { plans, last: current };
+}
+
+test('a new VIP writes counters, backends, the whole ring, the VIP and its address marker', () => {
+  const { plans } = applyAll({ vips: [web(three)] });
+  const p = plans[0]!;
+  assert.deepEqual(p.resetVipCounters, [0]);
+  assert.deepEqual(p.writeBackends.map((b) => [b.id, b.address]), [[1, '10.0.0.1'], [2, '10.0.0.2'], [3, '10.0.0.3']]);
+  assert.deepEqual(p.resetBackendCounters, [1, 2, 3]);
+  assert.equal(p.writeRings.length, 1);
+  assert.equal(p.writeRings[0]!.kind, 'full');
+  assert.deepEqual(p.writeVips.map((v) => [v.key, v.id, v.flags]), [['TCP/192.0.2.10:80', 0, 0]]);
+  assert.deepEqual(p.addMarkers, ['192.0.2.10']);
+  assert.equal(p.deleteVips.length + p.deleteMarkers.length + p.clearBackends.length, 0);
+});
+
+test('planning the same state twice is a no-op (idempotent)', () => {
+  const { plans } = applyAll({ vips: [web(three)] }, { vips: [web([...three].reverse())] });
+  assert.ok(isEmptyPlan(plans[1]!), 'second plan must be empty');
+});
+
+test('removing a backend rewrites only its slots and clears it after the ring', () => {
+  const { plans } = applyAll({ vips: [web(three)] }, { vips: [web(three.slice(0, 2))] });
+  const [first, second] = plans as [Plan, Plan];
+  const before = first.next.vips.get('TCP/192.0.2.10:80')!.ring;
+  const write = second.writeRings[0]!;
+  assert.equal(write.kind, 'delta');
+  if (write.kind !== 'delta') return;
+  // Every slot of the removed backend moves; Maglev may shift a few others (its
+  // disruption is minimal, not zero) — the bound is the Maglev unit tests' business.
+  const owned = before.filter((id) => id === 3).length;
+  const moved = [...write.delta.indices].filter((index) => before[index] === 3).length;
+  assert.equal(moved, owned);
+  assert.ok(write.delta.indices.length - owned <= RING * 0.02, `${write.delta.indices.length - owned} extra slots moved`);
+  assert.deepEqual(second.clearBackends, [{ id: 3, address: '10.0.0.3' }]);
+  assert.equal(second.writeVips.length, 0, 'the VIP entry itself is unchanged');
+});
+
+test('weight 0 drains: the backend leaves the ring but keeps its entry', () => {
+  const { plans } = applyAll({ vips: [web(three)] }, { vips: [web([...three.slice(0, 2), { address: '10.0.0.3', weight: 0 }])] });
+  const second = plans[1]!;
+  assert.equal(second.clearBackends.length, 0);
+  assert.equal(second.writeRings.length, 1);
+  assert.ok(!second.next.vips.get('TCP/192.0.2.10:80')!.ring.includes(3));
+  assert.equal(second.next.backends.get('10.0.0.3'), 3);
+});
+
+test('changing only flags rewrites the VIP entry, not the ring', () => {
+  const { plans } = applyAll({ vips: [web(three)] }, { vips: [web(three, { encapsulation: 'gue', sourceIpOnly: true })] });
+  const second = plans[1]!;
+  assert.equal(second.writeRings.length, 0);
+  assert.deepEqual(second.writeVips.map((v) => v.flags), [1 | 4]);
+});
+
+test('removing a VIP deletes it and its marker, then clears its now unused backends', () => {
+  const other = { name: 'default/dns', address: '192.0.2.10', port: 53, protocol: 'UDP' as const, backends: [{ address: '10.0.0.9' }] };
+  const { plans } = applyAll({ vips: [web(three), other] }, { vips: [other] }, { vips: [] });
+  assert.deepEqual(plans[1]!.deleteVips.map((v) => v.key), ['TCP/192.0.2.10:80']);
+  assert.deepEqual(plans[1]!.deleteMarkers, [], 'the address still has a VIP');
+  assert.deepEqual(plans[1]!.clearBackends.map((b) => b.address), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+  assert.deepEqual(plans[2]!.deleteMarkers, ['192.0.2.10']);
+});
+
+test('freed ids are reused only after fresh ones, oldest first', () => {
+  const { plans, last } = applyAll({ vips: [web(three)] }, { vips: [web([{ address: '10.0.0.4' }])] });
+  assert.deepEqual(plans[1]!.writeBackends, [{ id: 4, address: '10.0.0.4' }]);
+  assert.deepEqual(last.backendIds.freed, [1, 2, 3]);
+});
+
+test('capacity is checked before anything is applied', () => {
+  const many = Array.from({ length: limits.maxVips + 1 }, (_, i) => ({ ...web(three), name: `v${i}`, port: 1000 + i }));
+  assert.throws(() => plan(emptyState(limits), state({ vips: many }), RING), (err) => isFulcrumError(err, 'ERR_DESIRED_STATE') && /no free VIP id/.test(err.message));
+});
+
+test('a pool rebuilt after a restart turns gaps into free ids', () => {
+  assert.deepEqual(poolFromUsed(1, 16, [1, 4, 5]), { first: 1, limit: 16, highWater: 6, freed: [2, 3] });
+});
+
+test('the desired-state schema refuses duplicates and bad addresses with paths', () => {
+  const dup = NodeDesiredState.safeParse({ vips: [web(three), web(three)] });
+  assert.equal(dup.success, false);
+  const bad = NodeDesiredState.safeParse({ vips: [web([{ address: '10.0.0.256' }])] });
+  assert.equal(bad.success, false);
+  assert.deepEqual(bad.error!.issues[0]!.path, ['vips', 0, 'backends', 0, 'address']);
+  const dupBackend = NodeDesiredState.safeParse({ vips: [web([{ address: '10.0.0.1' }, { address: '10.0.0.1' }])] });
+  assert.equal(dupBackend.success, false);
+});
