@@ -18,7 +18,7 @@
 #define VIP_F_SRC_IP_ONLY  (1u << 0) /* hash the client address only: one client, one backend */
 #define VIP_F_LRU_BYPASS   (1u << 1) /* never read or write the connection table */
 #define VIP_F_ENCAP_GUE    (1u << 2) /* GUE (UDP) instead of IPIP / IP6IP6 / IPv4-in-IPv6 */
-#define VIP_F_ADDR_MARKER  (1u << 3) /* the (addr, 0, ICMP) entry that marks an address as a VIP address */
+#define VIP_F_ADDR_MARKER  (1u << 3) /* the (addr, 0, ICMP / ICMPv6) entry marking a VIP address */
 
 /* Load-time configuration flags (struct balancer_config.flags). */
 #define CFG_F_FIB_LOOKUP   (1u << 0) /* next-hop MAC from the kernel FIB instead of nexthop_mac */

@@ -39,7 +39,11 @@ static __always_inline void write_outer_eth(struct ethhdr *new_eth, const struct
 {
 	/* new_eth and old_eth never overlap: the outer headers are at least 20 bytes. */
 	__builtin_memcpy(new_eth->h_source, old_eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(new_eth->h_dest, (const void *)CFG.nexthop_mac, ETH_ALEN);
+	/* Byte by byte through the volatile lvalue: a memcpy from a cast would let the
+	 * compiler fold in the initializer's value instead of the one set at load. */
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		new_eth->h_dest[i] = CFG.nexthop_mac[i];
 	new_eth->h_proto = proto;
 }
 
@@ -121,7 +125,12 @@ static __always_inline enum encap_outcome encap_v6(struct xdp_md *ctx, const str
 	ip6->nexthdr = inner_ipproto(pkt, gue);
 	ip6->hop_limit = CFG.tunnel_ttl;
 	if (gue) {
-		__builtin_memcpy(&ip6->saddr, (const void *)CFG.node_addr6, 16);
+		__be32 *src = (__be32 *)&ip6->saddr;
+
+		src[0] = CFG.node_addr6[0];
+		src[1] = CFG.node_addr6[1];
+		src[2] = CFG.node_addr6[2];
+		src[3] = CFG.node_addr6[3];
 		write_gue((void *)(ip6 + 1), entropy, pkt->l3_len);
 	} else {
 		__be32 *src = (__be32 *)&ip6->saddr;

@@ -1,0 +1,28 @@
+// The few libc functions the BPF binding needs that Node does not offer: formatting
+// libbpf's printf-style messages (vsnprintf on its va_list), switching a thread's
+// network namespace (setns), and interface-name lookups that must happen in the
+// calling thread's network namespace (if_nametoindex), which /sys/class/net cannot
+// give when the thread has entered a namespace other than the one /sys was mounted in.
+
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+/** CLONE_NEWNET from <sched.h>: the namespace type setns() must switch. */
+export const CLONE_NEWNET = 0x40000000;
+
+/**
+ * vsnprintf(buf, size, fmt, ap). `fmt` and `ap` are raw pointers exactly as libbpf
+ * handed them to its print callback; `buf` is written in place.
+ */
+export const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)') as
+  (buf: Uint8Array, size: number, fmt: bigint, ap: Uint8Array | bigint) => number;
+
+/** setns(fd, nstype): 0 or -1 with errno (koffi.errno()). Affects the calling thread only. */
+export const setns = libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
+
+/** if_nametoindex(name): the index in the calling thread's network namespace, or 0 with errno. */
+export const if_nametoindex = libc.func('unsigned int if_nametoindex(const char *name)') as (name: string) => number;
+
+/** close(fd): 0 or -1 with errno. */
+export const close = libc.func('int close(int fd)') as (fd: number) => number;

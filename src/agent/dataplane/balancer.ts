@@ -1,0 +1,199 @@
+// The balancer program and its maps, typed: load (or adopt pinned maps), then the
+// writes the reconciler needs and the reads metrics and inspect need. Every map write
+// of the agent goes through here, so the ABI encoding lives in one place.
+import { join } from 'node:path';
+import { addressFamily } from '../../shared/addresses.ts';
+import { REASONS, GSTATS, type GlobalStat, type Reason } from '../../shared/reasons.ts';
+import type { Protocol } from '../../shared/desired-state.ts';
+import { BpfObject } from '../bpf/object.ts';
+import type { BpfMap } from '../bpf/map.ts';
+import {
+  backend as encodeBackend, balancerConfig, counter as encodeCounter, decodeBackend, decodeVip4Key, decodeVip6Key,
+  decodeVipMeta, sumCounters, u32, vip4Key, vip6Key, vipMeta, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+  VIP_F_ADDR_MARKER, type BalancerConfig, type Counter,
+} from '../bpf/abi.ts';
+import type { RingWrite } from './plan.ts';
+
+export const BALANCER_MAPS = [
+  'vips_v4', 'vips_v6', 'ring', 'backends', 'conn_v4', 'conn_v6',
+  'vip_stats', 'backend_stats', 'reason_stats', 'global_stats',
+] as const;
+export type BalancerMapName = (typeof BALANCER_MAPS)[number];
+
+export type BalancerLimits = {
+  readonly maxVips: number;
+  readonly maxBackends: number;
+  readonly connTableSize: number;
+};
+
+export type BalancerLoadOptions = {
+  readonly objectPath: string;
+  readonly config: BalancerConfig;
+  readonly limits: BalancerLimits;
+  /** Pin maps here and adopt maps already pinned here (agent restarts and upgrades). */
+  readonly pinDir?: string;
+};
+
+export const PROTOCOL_NUMBER: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
+
+export type VipEntry = { address: string; port: number; protocol: number; id: number; flags: number };
+
+const ZERO_COUNTER = encodeCounter({ packets: 0n, bytes: 0n });
+
+export class BalancerProgram {
+  readonly object: BpfObject;
+  readonly progFd: number;
+  readonly ringSize: number;
+  readonly limits: BalancerLimits;
+  readonly maps: Readonly<Record<BalancerMapName, BpfMap>>;
+
+  private constructor(object: BpfObject, ringSize: number, limits: BalancerLimits) {
+    this.object = object;
+    this.ringSize = ringSize;
+    this.limits = limits;
+    this.progFd = object.programFd('balancer');
+    this.maps = Object.fromEntries(BALANCER_MAPS.map((name) => [name, object.map(name)])) as Record<BalancerMapName, BpfMap>;
+  }
+
+  static load(options: BalancerLoadOptions): BalancerProgram {
+    const { limits, config } = options;
+    const object = BpfObject.open(options.objectPath);
+    try {
+      object.setRodata(balancerConfig(config));
+      object.setMaxEntries('ring', limits.maxVips * config.ringSize);
+      object.setMaxEntries('vip_stats', limits.maxVips);
+      // Each VIP address also has a marker entry; leave room for both.
+      object.setMaxEntries('vips_v4', limits.maxVips * 2);
+      object.setMaxEntries('vips_v6', limits.maxVips * 2);
+      object.setMaxEntries('backends', limits.maxBackends);
+      object.setMaxEntries('backend_stats', limits.maxBackends);
+      object.setMaxEntries('conn_v4', limits.connTableSize);
+      object.setMaxEntries('conn_v6', limits.connTableSize);
+      if (options.pinDir !== undefined) {
+        for (const name of BALANCER_MAPS) object.setPinPath(name, join(options.pinDir, name));
+      }
+      object.load();
+      return new BalancerProgram(object, config.ringSize, limits);
+    } catch (err) {
+      object.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.object.close();
+  }
+
+  // ── writes (the reconciler's vocabulary, see plan.ts for the order) ──────────
+
+  writeBackends(entries: readonly { id: number; address: string }[]): void {
+    if (entries.length === 0) return;
+    this.maps.backends.updateBatch(entries.map((e) => u32(e.id)), entries.map((e) => encodeBackend({ addr: e.address })));
+  }
+
+  clearBackends(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    this.maps.backends.updateBatch(ids.map(u32), ids.map(() => encodeBackend(null)));
+  }
+
+  writeRing(write: RingWrite): void {
+    const base = write.vipId * this.ringSize;
+    const [indices, values] = write.kind === 'full' ? [null, write.ring] : [write.delta.indices, write.delta.values];
+    const count = values.length;
+    const keys = new Uint32Array(count);
+    for (let i = 0; i < count; i++) keys[i] = base + (indices === null ? i : indices[i]!);
+    this.maps.ring.updateBatchContiguous(Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength), Buffer.from(values.buffer, values.byteOffset, values.byteLength), count);
+  }
+
+  writeVip(vip: VipEntry): void {
+    this.vipMap(vip.address).update(this.vipKey(vip), vipMeta({ flags: vip.flags, vipId: vip.id }));
+  }
+
+  deleteVip(vip: VipEntry): void {
+    this.vipMap(vip.address).delete(this.vipKey(vip));
+  }
+
+  /** The (address, 0, ICMP) entry: "this address is a VIP address" (echo, fragments). */
+  writeMarker(address: string): void {
+    this.writeVip(this.marker(address));
+  }
+
+  deleteMarker(address: string): void {
+    this.deleteVip(this.marker(address));
+  }
+
+  resetVipCounters(ids: readonly number[]): void {
+    for (const id of ids) this.maps.vip_stats.updatePerCpu(u32(id), ZERO_COUNTER);
+  }
+
+  resetBackendCounters(ids: readonly number[]): void {
+    for (const id of ids) this.maps.backend_stats.updatePerCpu(u32(id), ZERO_COUNTER);
+  }
+
+  // ── reads ──────────────────────────────────────────────────────────────────
+
+  reasonCounters(): Record<Reason, Counter> {
+    return Object.fromEntries(REASONS.map((r, i) => [r, this.counterAt(this.maps.reason_stats, i)])) as Record<Reason, Counter>;
+  }
+
+  globalCounters(): Record<GlobalStat, Counter> {
+    return Object.fromEntries(GSTATS.map((g, i) => [g, this.counterAt(this.maps.global_stats, i)])) as Record<GlobalStat, Counter>;
+  }
+
+  vipCounter(id: number): Counter {
+    return this.counterAt(this.maps.vip_stats, id);
+  }
+
+  backendCounter(id: number): Counter {
+    return this.counterAt(this.maps.backend_stats, id);
+  }
+
+  /** Every VIP and marker entry in the maps, as adopt.ts and inspect read them. */
+  readVips(): VipEntry[] {
+    const out: VipEntry[] = [];
+    for (const [map, decodeKey] of [[this.maps.vips_v4, decodeVip4Key], [this.maps.vips_v6, decodeVip6Key]] as const) {
+      for (const key of map.keys()) {
+        const value = map.lookup(key);
+        if (value === undefined) continue;
+        const k = decodeKey(key);
+        const meta = decodeVipMeta(value);
+        out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags });
+      }
+    }
+    return out;
+  }
+
+  /** Backend slots in use: id → address. */
+  readBackends(): Map<number, string> {
+    const out = new Map<number, string>();
+    for (let id = 1; id < this.limits.maxBackends; id++) {
+      const value = this.maps.backends.lookup(u32(id));
+      if (value === undefined) continue;
+      const decoded = decodeBackend(value);
+      if (decoded.family !== 0 && decoded.addr !== null) out.set(id, decoded.addr);
+    }
+    return out;
+  }
+
+  readRing(vipId: number): Uint32Array {
+    return this.maps.ring.lookupRange(vipId * this.ringSize, this.ringSize);
+  }
+
+  private counterAt(map: BpfMap, index: number): Counter {
+    const perCpu = map.lookupPerCpu(u32(index));
+    return perCpu === undefined ? { packets: 0n, bytes: 0n } : sumCounters(perCpu);
+  }
+
+  private marker(address: string): VipEntry {
+    return { address, port: 0, protocol: addressFamily(address) === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6, id: 0, flags: VIP_F_ADDR_MARKER };
+  }
+
+  private vipMap(address: string): BpfMap {
+    return addressFamily(address) === 4 ? this.maps.vips_v4 : this.maps.vips_v6;
+  }
+
+  private vipKey(vip: VipEntry): Buffer {
+    const key = { addr: vip.address, port: vip.port, proto: vip.protocol };
+    return addressFamily(vip.address) === 4 ? vip4Key(key) : vip6Key(key);
+  }
+}
