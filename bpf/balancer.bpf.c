@@ -93,21 +93,35 @@ static __always_inline int send_too_big(struct xdp_md *ctx, const struct packet 
 	return verdict(REASON_TX_ICMP_TOO_BIG, XDP_TX, bytes);
 }
 
-static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt, const struct vip_meta *vip,
-				   enum select_mode mode, __u64 bytes)
+/* The backend is chosen: MTU check, encapsulate, count, next hop. */
+static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt, const struct selection *sel,
+				   __u32 entropy, enum select_mode mode, __u64 bytes)
 {
-	const __u32 src = source_word(pkt);
-	const __u32 entropy = jhash_2words(src, ports_word(pkt), 0);
-	const __u32 ring_hash = vip->flags & VIP_F_SRC_IP_ONLY ? jhash_2words(src, 0, 0) : entropy;
-	const int gue = !!(vip->flags & VIP_F_ENCAP_GUE);
-	const __u32 vip_id = vip->vip_id;
-	const struct backend *be = 0;
-	__u32 backend_id = 0, overhead;
-	__u8 outer_family;
+	const struct backend *be = sel->backend;
+	const int gue = !!(sel->vip_flags & VIP_F_ENCAP_GUE);
+	const __u32 overhead = encap_overhead(be, gue);
+	const __u8 outer_family = be->family;
 
-	switch (select_backend(pkt, vip, ring_hash, mode, &be, &backend_id)) {
+	/* ICMP errors are at most 576 (IPv4) / 1280 (IPv6) bytes and always fit. */
+	if (mode == SELECT_NEW_OR_KNOWN && pkt->l3_len + overhead > CFG.mtu)
+		return send_too_big(ctx, pkt, overhead, bytes);
+	if (encapsulate(ctx, pkt, be, entropy, gue) != ENCAP_OK)
+		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+	count(&vip_stats, sel->vip_id, bytes);
+	count(&backend_stats, sel->backend_id, bytes);
+	return next_hop(ctx, outer_family, bytes);
+}
+
+/* Steps 3 and on for a known VIP (see select.h). */
+static __always_inline int balance(struct xdp_md *ctx, const struct packet *pkt, const struct vip_meta *vip,
+				   __u32 src_word, __u32 entropy, enum select_mode mode, int table_read, __u64 bytes)
+{
+	const __u32 ring_hash = vip->flags & VIP_F_SRC_IP_ONLY ? jhash_2words(src_word, 0, 0) : entropy;
+	struct selection sel = {};
+
+	switch (select_for_vip(pkt, vip, ring_hash, mode, table_read, &sel)) {
 	case SELECTED:
-		break;
+		return forward(ctx, pkt, &sel, entropy, mode, bytes);
 	case SELECT_BAD_BACKEND:
 		return verdict(REASON_DROP_BAD_BACKEND, XDP_DROP, bytes);
 	case SELECT_BAD_VIP_ID:
@@ -115,29 +129,30 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
 	default:
 		return verdict(REASON_DROP_NO_BACKEND, XDP_DROP, bytes);
 	}
-	if (!be)
-		return verdict(REASON_DROP_NO_BACKEND, XDP_DROP, bytes);
-
-	/* ICMP errors are at most 576 (IPv4) / 1280 (IPv6) bytes and always fit. */
-	overhead = encap_overhead(be, gue);
-	if (mode == SELECT_NEW_OR_KNOWN && pkt->l3_len + overhead > CFG.mtu)
-		return send_too_big(ctx, pkt, overhead, bytes);
-
-	outer_family = be->family;
-	if (encapsulate(ctx, pkt, be, entropy, gue) != ENCAP_OK)
-		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
-	count(&vip_stats, vip_id, bytes);
-	count(&backend_stats, backend_id, bytes);
-	return next_hop(ctx, outer_family, bytes);
 }
 
 /* A packet that cannot be balanced: dropped if it was aimed at a VIP address (it
  * would otherwise reach the stack of a host that does not serve it), else passed. */
-static __always_inline int refuse(const struct packet *pkt, enum reason drop_reason, __u64 bytes)
+static __always_inline int refuse(struct packet *pkt, enum reason drop_reason, __u64 bytes)
 {
-	if (lookup_vip_address(pkt))
+	if (lookup_vip_address(pkt) != NOT_A_VIP_ADDRESS)
 		return verdict(drop_reason, XDP_DROP, bytes);
 	return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+}
+
+/* An ICMP error quoting a VIP flow: forwarded like that flow, never creating state. */
+static __always_inline int forward_icmp_error(struct xdp_md *ctx, struct packet *pkt, __u64 bytes)
+{
+	struct vip_meta *vip;
+	__u32 src_word;
+
+	if (lookup_vip_address(pkt) == NOT_A_VIP_ADDRESS)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	vip = lookup_vip(pkt);
+	if (!vip)
+		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
+	src_word = source_word(pkt);
+	return balance(ctx, pkt, vip, src_word, jhash_2words(src_word, ports_word(pkt), 0), SELECT_READ_ONLY, 0, bytes);
 }
 
 static __always_inline int process_icmp4(struct xdp_md *ctx, struct packet *pkt, __u64 bytes)
@@ -146,22 +161,18 @@ static __always_inline int process_icmp4(struct xdp_md *ctx, struct packet *pkt,
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *iph = data + ETH_HLEN_;
 	struct icmphdr *icmp = (void *)(iph + 1);
-	struct vip_meta *vip;
 
 	if ((void *)(icmp + 1) > data_end)
 		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
 	if (icmp->type == ICMP_ECHO) {
-		if (!lookup_vip_address(pkt))
+		if (lookup_vip_address(pkt) == NOT_A_VIP_ADDRESS)
 			return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
 		echo_reply_v4(data, iph, icmp);
 		return verdict(REASON_TX_ICMP_ECHO, XDP_TX, bytes);
 	}
 	if (icmp->type != ICMP_DEST_UNREACH || parse_quoted_v4(icmp + 1, data_end, pkt) != PARSE_OK)
 		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
-	vip = lookup_vip(pkt);
-	if (!vip)
-		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
-	return forward(ctx, pkt, vip, SELECT_READ_ONLY, bytes);
+	return forward_icmp_error(ctx, pkt, bytes);
 }
 
 static __always_inline int process_icmp6(struct xdp_md *ctx, struct packet *pkt, __u64 bytes)
@@ -170,12 +181,11 @@ static __always_inline int process_icmp6(struct xdp_md *ctx, struct packet *pkt,
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ipv6hdr *ip6 = data + ETH_HLEN_;
 	struct icmp6hdr *icmp6 = (void *)(ip6 + 1);
-	struct vip_meta *vip;
 
 	if ((void *)(icmp6 + 1) > data_end)
 		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
 	if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST) {
-		if (!lookup_vip_address(pkt))
+		if (lookup_vip_address(pkt) == NOT_A_VIP_ADDRESS)
 			return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
 		echo_reply_v6(data, ip6, icmp6);
 		return verdict(REASON_TX_ICMP_ECHO, XDP_TX, bytes);
@@ -183,25 +193,37 @@ static __always_inline int process_icmp6(struct xdp_md *ctx, struct packet *pkt,
 	if ((icmp6->icmp6_type != ICMPV6_DEST_UNREACH && icmp6->icmp6_type != ICMPV6_PKT_TOOBIG) ||
 	    parse_quoted_v6(icmp6 + 1, data_end, pkt) != PARSE_OK)
 		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
-	vip = lookup_vip(pkt);
-	if (!vip)
-		return verdict(REASON_PASS_ICMP_OTHER, XDP_PASS, bytes);
-	return forward(ctx, pkt, vip, SELECT_READ_ONLY, bytes);
+	return forward_icmp_error(ctx, pkt, bytes);
 }
 
-/* TCP / UDP after a successful IP parse: ports, VIP, forward. */
+/* TCP / UDP after a successful IP parse: VIP address, ports, table, VIP, forward. */
 static __always_inline int process_l4(struct xdp_md *ctx, struct packet *pkt, __u32 l4_offset, __u64 bytes)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	const int addr_flags = lookup_vip_address(pkt);
 	struct vip_meta *vip;
+	__u32 src_word, entropy;
+	int table_read = 0;
 
+	if (addr_flags == NOT_A_VIP_ADDRESS)
+		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
 	if (parse_ports(data + l4_offset, data_end, pkt) != PARSE_OK)
-		return refuse(pkt, REASON_DROP_MALFORMED, bytes);
+		return verdict(REASON_DROP_MALFORMED, XDP_DROP, bytes);
+
+	src_word = source_word(pkt);
+	entropy = jhash_2words(src_word, ports_word(pkt), 0);
+	if ((addr_flags & ADDR_F_USES_TABLE) && !pkt->syn) {
+		struct selection sel = {};
+
+		table_read = 1;
+		if (select_established(pkt, &sel))
+			return forward(ctx, pkt, &sel, entropy, SELECT_NEW_OR_KNOWN, bytes);
+	}
 	vip = lookup_vip(pkt);
 	if (!vip)
 		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
-	return forward(ctx, pkt, vip, SELECT_NEW_OR_KNOWN, bytes);
+	return balance(ctx, pkt, vip, src_word, entropy, SELECT_NEW_OR_KNOWN, table_read, bytes);
 }
 
 SEC("xdp")
@@ -211,7 +233,9 @@ int balancer(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	const __u64 bytes = data_end - data;
 	struct ethhdr *eth = data;
-	struct packet pkt = {};
+	/* Not zeroed: every field a path reads is written first by the parser for that
+	 * path (the verifier would refuse the program otherwise). */
+	struct packet pkt;
 	enum parse_outcome parsed;
 
 	if ((void *)(eth + 1) > data_end)

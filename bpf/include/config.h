@@ -15,6 +15,7 @@ const volatile struct balancer_config CFG = {
 	.tunnel_src6 = { 0x00000001, 0, 0, 0 }, /* 100:: */
 	.gue_port = 0xc017,                 /* htons(6080) */
 	.tunnel_ttl = 64,
+	.addr_slot_bits = 11,
 };
 
 #endif

@@ -18,7 +18,9 @@
 #define VIP_F_SRC_IP_ONLY  (1u << 0) /* hash the client address only: one client, one backend */
 #define VIP_F_LRU_BYPASS   (1u << 1) /* never read or write the connection table */
 #define VIP_F_ENCAP_GUE    (1u << 2) /* GUE (UDP) instead of IPIP / IP6IP6 / IPv4-in-IPv6 */
-#define VIP_F_ADDR_MARKER  (1u << 3) /* the (addr, 0, ICMP / ICMPv6) entry marking a VIP address */
+
+/* VIP address flags (struct vip_addr4/6.flags). */
+#define ADDR_F_USES_TABLE  (1u << 0) /* some VIP on this address uses the connection table */
 
 /* Load-time configuration flags (struct balancer_config.flags). */
 #define CFG_F_FIB_LOOKUP   (1u << 0) /* next-hop MAC from the kernel FIB instead of nexthop_mac */
@@ -56,7 +58,8 @@ struct balancer_config {
 	__u8 nexthop_mac[6];      /* outer destination MAC unless CFG_F_FIB_LOOKUP */
 	__u8 tunnel_ttl;          /* outer TTL / hop limit */
 	__u8 flags;               /* CFG_F_* */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 addr_slot_bits;     /* log2 of the VIP address table's slots (1..16) */
 };
 
 /* Decap program configuration. */

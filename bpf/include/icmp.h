@@ -48,11 +48,18 @@ enum icmp_outcome {
 
 static __always_inline void swap_macs(struct ethhdr *eth)
 {
-	__u8 tmp[ETH_ALEN];
+	/* As 4 + 2 byte words held in registers: no stack round trip. */
+	__u32 *w = (__u32 *)eth;
+	__u16 *h = (__u16 *)eth;
+	__u32 dst_hi = w[0];
+	__u16 dst_lo = h[2];
+	__u16 src_hi = h[3];
+	__u32 src_lo = *(__u32 *)(h + 4);
 
-	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+	h[3] = (__u16)dst_hi;
+	*(__u32 *)(h + 4) = (dst_hi >> 16) | ((__u32)dst_lo << 16);
+	w[0] = src_hi | (src_lo << 16);
+	h[2] = src_lo >> 16;
 }
 
 /* Echo request → echo reply, in place. The caller has checked bounds up to the
@@ -65,9 +72,10 @@ static __always_inline void echo_reply_v4(struct ethhdr *eth, struct iphdr *iph,
 	swap_macs(eth);
 	iph->saddr = iph->daddr;
 	iph->daddr = addr;
+	/* Swapping addresses keeps the header sum; only the TTL word changes. */
+	old_word = *(__u16 *)&iph->ttl;
 	iph->ttl = ICMP_REPLY_TTL;
-	iph->check = 0;
-	iph->check = ipv4_header_csum(iph);
+	iph->check = csum_replace2(iph->check, old_word, *(__u16 *)&iph->ttl);
 
 	old_word = *(__u16 *)icmp;
 	icmp->type = ICMP_ECHOREPLY;

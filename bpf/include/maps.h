@@ -14,7 +14,7 @@
 #define DEFAULT_MAX_BACKENDS 4096
 #define DEFAULT_CONN_ENTRIES (1u << 20)
 
-/* VIPs by (address, port, protocol); port 0 = all ports; (address, 0, ICMP) marks a VIP address. */
+/* VIPs by (address, port, protocol); port 0 = all ports. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct vip4_key);
@@ -28,6 +28,32 @@ struct {
 	__type(value, struct vip_meta);
 	__uint(max_entries, DEFAULT_MAX_VIPS * 4);
 } vips_v6 SEC(".maps");
+
+/* vip_state[vip_id]: the VIP's flags and gen, for connection-table hits that skip the
+ * VIP lookup. Zero when the id is free. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_meta);
+	__uint(max_entries, DEFAULT_MAX_VIPS);
+} vip_state SEC(".maps");
+
+/* VIP address tables (cuckoo, two choices); slots = 1 << addr_slot_bits. */
+#define DEFAULT_ADDR_SLOTS 2048
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_addr4);
+	__uint(max_entries, DEFAULT_ADDR_SLOTS);
+} vip_addrs_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_addr6);
+	__uint(max_entries, DEFAULT_ADDR_SLOTS);
+} vip_addrs_v6 SEC(".maps");
 
 /* Maglev rings, one after another: slot i of VIP v is ring[v * ring_size + i]. */
 struct {

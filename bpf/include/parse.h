@@ -25,6 +25,7 @@ struct packet {
 	__u8 proto;       /* IPPROTO_TCP / IPPROTO_UDP (of the flow, also for ICMP errors) */
 	__u8 tos;         /* DSCP + ECN (IPv4 TOS, IPv6 traffic class) */
 	__u8 syn;         /* TCP SYN without ACK: a new connection */
+	__u16 addr_id;    /* the destination's id in the VIP address table, once looked up */
 };
 
 enum parse_outcome {

@@ -153,12 +153,13 @@ export function ringHash(flow: RingHashInput): number {
   return flow.srcIpOnly === true ? jhash2words(a, 0, 0) : jhash2words(a, b, 0);
 }
 
-/** The slot within the VIP's ring: ring_hash % ring_size. */
+/** The slot within the VIP's ring: (ring_hash × ring_size) >> 32, the data plane's
+ * division-free range reduction (uniform like a modulo). */
 export function ringSlot(hash: number, ringSize: number): number {
   if (!Number.isInteger(ringSize) || ringSize < 1 || ringSize > 0xffffffff) {
     throw new FulcrumError('ERR_CONFIG', `ring size must be a positive u32, got ${ringSize}`, { details: { ringSize } });
   }
-  return (hash >>> 0) % ringSize;
+  return Number((BigInt(hash >>> 0) * BigInt(ringSize)) >> 32n);
 }
 
 /** IPIP outer IPv4 source: the upper 16 bits of tunnel_src4, the low 16 bits of the entropy. */

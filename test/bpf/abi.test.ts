@@ -126,12 +126,15 @@ test('abi codecs round-trip and put fields where the C layout says', () => {
   assert.deepEqual(abi.decodeVip4Key(key), { addr: '10.0.0.1', port: 80, proto: 6 });
   const key6 = abi.vip6Key({ addr: '2001:db8::1', port: 443, proto: abi.IPPROTO_UDP });
   assert.deepEqual(abi.decodeVip6Key(key6), { addr: '2001:db8::1', port: 443, proto: 17 });
-  assert.deepEqual(abi.decodeFlow4Key(abi.flow4Key({ src: '192.0.2.7', dst: '10.0.0.1', sport: 40000, dport: 80, proto: 6 })),
-    { src: '192.0.2.7', dst: '10.0.0.1', sport: 40000, dport: 80, proto: 6 });
-  assert.deepEqual(abi.decodeFlow6Key(abi.flow6Key({ src: 'fd00::7', dst: '2001:db8::1', sport: 1, dport: 2, proto: 17 })),
-    { src: 'fd00::7', dst: '2001:db8::1', sport: 1, dport: 2, proto: 17 });
-  assert.deepEqual(abi.decodeVipMeta(abi.vipMeta({ flags: abi.VIP_F_ENCAP_GUE, vipId: 9 })), { flags: 4, vipId: 9 });
-  assert.deepEqual(abi.decodeConnValue(abi.connValue({ backendId: 3, atimeNs: 123456789012n })), { backendId: 3, atimeNs: 123456789012n });
+  assert.deepEqual(abi.decodeFlow4Key(abi.flow4Key({ src: '192.0.2.7', addrId: 3, sport: 40000, dport: 80, proto: 6 })),
+    { src: '192.0.2.7', addrId: 3, sport: 40000, dport: 80, proto: 6 });
+  assert.deepEqual(abi.decodeFlow6Key(abi.flow6Key({ src: 'fd00::7', addrId: 65535, sport: 1, dport: 2, proto: 17 })),
+    { src: 'fd00::7', addrId: 65535, sport: 1, dport: 2, proto: 17 });
+  assert.deepEqual(abi.decodeVipMeta(abi.vipMeta({ flags: abi.VIP_F_ENCAP_GUE, vipId: 9, gen: 3 })), { flags: 4, vipId: 9, gen: 3 });
+  assert.deepEqual(abi.decodeConnValue(abi.connValue({ backendId: 3, vipId: 2, vipGen: 5, atimeNs: 123456789012n })),
+    { backendId: 3, vipId: 2, vipGen: 5, atimeNs: 123456789012n });
+  assert.deepEqual(abi.decodeVipAddr4(abi.vipAddr4({ addr: '10.0.0.1', flags: 1, addrId: 7 })), { addr: '10.0.0.1', flags: 1, addrId: 7 });
+  assert.equal(abi.decodeVipAddr6(abi.vipAddr6(null)), null);
   const b4 = abi.backend({ addr: '172.16.1.2' });
   assert.deepEqual([...b4.subarray(0, 4)], [172, 16, 1, 2]);
   assert.deepEqual(abi.decodeBackend(b4), { family: 4, addr: '172.16.1.2', flags: 0 });
@@ -149,6 +152,7 @@ test('abi codecs round-trip and put fields where the C layout says', () => {
   assert.deepEqual(abi.decodeBalancerConfig(cfg), {
     ringSize: 65537, mtu: 1500, udpTimeoutNs: abi.DEFAULT_UDP_TIMEOUT_NS, tunnelSrc4: '172.16.0.0', tunnelSrc6: '100::',
     nodeAddr4: '192.0.2.1', nodeAddr6: '2001:db8::10', guePort: 6080, nexthopMac: '02:00:00:00:00:01', tunnelTtl: 64, flags: 1,
+    addrSlotBits: 11,
   });
   // gue_port is network order: 6080 = 0x17c0.
   assert.deepEqual([...cfg.subarray(abi.ABI_STRUCTS.balancer_config.members!['gue_port']!.offset).subarray(0, 2)], [0x17, 0xc0]);

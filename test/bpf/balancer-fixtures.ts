@@ -19,7 +19,7 @@ export type Verdict = 'XDP_DROP' | 'XDP_PASS' | 'XDP_TX';
 /** What the runner may do to the maps before a fixture (conn-table and ring cases). */
 export type Setup =
   | { kind: 'ring'; vip: VipName; backend: BackendName }
-  | { kind: 'conn'; family: 4 | 6; src: string; dst: string; sport: number; dport: number; proto: 6 | 17; backend: number; age: 'fresh' | 'stale' };
+  | { kind: 'conn'; vip: VipName; src: string; sport: number; backend: number; age: 'fresh' | 'stale'; gen?: number };
 
 export type Fixture = {
   name: string;
@@ -119,7 +119,7 @@ const icmpFixtures: Fixture[] = [
     name: 'ICMP frag-needed about a VIP flow reaches the backend that owns the flow (connection table)',
     input: frame(ipv4({ src: ROUTER4, dst: conn4.address, ttl: 62 }, icmpFragNeeded({ mtu: 1400, quote: quotedReply4, quoteLength: 28 }))),
     verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'hit',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: conn4.address, sport: 41000, dport: 80, proto: 6, backend: BACKENDS.b4b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 41000, backend: BACKENDS.b4b.id, age: 'fresh' }],
   },
   {
     name: 'ICMP port unreachable about a VIP flow without a table entry follows the ring',
@@ -130,7 +130,7 @@ const icmpFixtures: Fixture[] = [
     name: 'ICMPv6 packet-too-big about a VIP flow reaches its backend',
     input: frame(ipv6({ src: ROUTER6, dst: conn6.address, hopLimit: 62 }, icmp6PacketTooBig({ mtu: 1280, quote: quotedReply6, quoteLength: 48 }))),
     verdict: 'XDP_TX', vip: 'conn6', backend: 'b6b', conn: 'hit',
-    setup: [{ kind: 'conn', family: 6, src: CLIENT6, dst: conn6.address, sport: 41000, dport: 80, proto: 6, backend: BACKENDS.b6b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'conn6', src: CLIENT6, sport: 41000, backend: BACKENDS.b6b.id, age: 'fresh' }],
   },
   {
     name: 'ICMPv6 destination unreachable about a VIP flow follows the ring',
@@ -163,14 +163,14 @@ const connFixtures: Fixture[] = [
     name: 'an established flow keeps its backend after the ring changes (table hit)',
     input: tcp4(conn4, 80, { sport: 44000 }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'hit',
     setup: [
-      { kind: 'conn', family: 4, src: CLIENT4, dst: conn4.address, sport: 44000, dport: 80, proto: 6, backend: BACKENDS.b4b.id, age: 'fresh' },
+      { kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 44000, backend: BACKENDS.b4b.id, age: 'fresh' },
       { kind: 'ring', vip: 'conn4', backend: 'b4a' },
     ],
   },
   {
     name: 'a SYN ignores the table entry and follows the current ring',
     input: tcp4(conn4, 80, { sport: 44000, syn: true }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4a', conn: 'miss',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: conn4.address, sport: 44000, dport: 80, proto: 6, backend: BACKENDS.b4b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 44000, backend: BACKENDS.b4b.id, age: 'fresh' }],
   },
   {
     name: 'after the SYN the table holds the new backend',
@@ -180,27 +180,32 @@ const connFixtures: Fixture[] = [
   {
     name: 'a flow whose backend was removed is re-placed from the ring',
     input: tcp4(conn4, 80, { sport: 44001 }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'miss',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: conn4.address, sport: 44001, dport: 80, proto: 6, backend: 9, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 44001, backend: 9, age: 'fresh' }],
   },
   {
     name: 'a fresh UDP entry is used',
     input: udp4(udpConn4, 5000, { sport: 45000 }), verdict: 'XDP_TX', vip: 'udpConn4', backend: 'b4b', conn: 'hit',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: udpConn4.address, sport: 45000, dport: 5000, proto: 17, backend: BACKENDS.b4b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'udpConn4', src: CLIENT4, sport: 45000, backend: BACKENDS.b4b.id, age: 'fresh' }],
   },
   {
     name: 'a stale UDP entry (older than the timeout) is re-placed from the ring',
     input: udp4(udpConn4, 5000, { sport: 45001 }), verdict: 'XDP_TX', vip: 'udpConn4', backend: 'b4a', conn: 'udp_expired',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: udpConn4.address, sport: 45001, dport: 5000, proto: 17, backend: BACKENDS.b4b.id, age: 'stale' }],
+    setup: [{ kind: 'conn', vip: 'udpConn4', src: CLIENT4, sport: 45001, backend: BACKENDS.b4b.id, age: 'stale' }],
   },
   {
     name: 'an LRU-bypass VIP never reads the table',
     input: tcp4(bypass4, 81, { sport: 46000 }), verdict: 'XDP_TX', vip: 'bypass4', backend: 'b4a',
-    setup: [{ kind: 'conn', family: 4, src: CLIENT4, dst: bypass4.address, sport: 46000, dport: 81, proto: 6, backend: BACKENDS.b4b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'bypass4', src: CLIENT4, sport: 46000, backend: BACKENDS.b4b.id, age: 'fresh' }],
+  },
+  {
+    name: 'a table entry made for an earlier VIP on the same id (another gen) is not used',
+    input: tcp4(conn4, 80, { sport: 44002 }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'miss',
+    setup: [{ kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 44002, backend: BACKENDS.b4a.id, age: 'fresh', gen: 7 }],
   },
   {
     name: 'IPv6: an established flow keeps its backend',
     input: tcp6(conn6, 80, { sport: 44000 }), verdict: 'XDP_TX', vip: 'conn6', backend: 'b6b', conn: 'hit',
-    setup: [{ kind: 'conn', family: 6, src: CLIENT6, dst: conn6.address, sport: 44000, dport: 80, proto: 6, backend: BACKENDS.b6b.id, age: 'fresh' }],
+    setup: [{ kind: 'conn', vip: 'conn6', src: CLIENT6, sport: 44000, backend: BACKENDS.b6b.id, age: 'fresh' }],
   },
 ];
 for (const f of connFixtures) f.output = forward(f.input, f.backend!, (VIPS[f.vip!].flags & 4) !== 0);

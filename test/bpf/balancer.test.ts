@@ -7,15 +7,18 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { TestRunner, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/agent/bpf/test-run.ts';
-import { connValue, flow4Key, flow6Key, type Counter } from '../../src/agent/bpf/abi.ts';
+import { connValue, flow4Key, flow6Key, vip4Key, vipMeta, type Counter } from '../../src/agent/bpf/abi.ts';
+import { AddressTable } from '../../src/agent/dataplane/address-table.ts';
 import { REASONS, type Reason } from '../../src/shared/reasons.ts';
 import { assertFramesEqual } from '../support/packets.ts';
 import { BALANCER_FIXTURES, type Fixture, type Setup } from './balancer-fixtures.ts';
-import { BACKENDS, CONFIG, LIMITS, RING_SIZE, VIPS, ringAt, type WorldVip } from './balancer-world.ts';
+import { BACKENDS, CONFIG, LIMITS, RING_SIZE, VIPS, VIP_FLAG, ringAt, type WorldVip } from './balancer-world.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const VERDICTS = { XDP_DROP, XDP_PASS, XDP_TX } as const;
 const PROTO = { TCP: 6, UDP: 17 } as const;
+const VIP_GEN = 1;
+const addressIds = new Map<string, number>();
 
 let balancer: BalancerProgram;
 const runner = new TestRunner();
@@ -31,10 +34,23 @@ before(() => {
   execFileSync('make', ['-s', '-C', join(ROOT, 'bpf')]);
   balancer = BalancerProgram.load({ objectPath: join(ROOT, 'bpf/build/balancer.bpf.o'), config: CONFIG, limits: LIMITS });
   balancer.writeBackends(Object.values(BACKENDS));
+  const addressFlags = new Map<string, number>();
   for (const vip of Object.values(VIPS) as WorldVip[]) {
     writeRing(vip, (slot) => ringAt(vip, slot));
-    balancer.writeVip({ address: vip.address, port: vip.port, protocol: PROTO[vip.protocol], id: vip.id, flags: vip.flags });
-    balancer.writeMarker(vip.address);
+    const entry = { address: vip.address, port: vip.port, protocol: PROTO[vip.protocol], id: vip.id, flags: vip.flags, gen: VIP_GEN };
+    if (vip.id < LIMITS.maxVips) {
+      balancer.writeVip(entry);
+    } else {
+      // An id outside vip_state and the ring: only the lookup entry can hold it.
+      balancer.maps.vips_v4.update(vip4Key({ addr: vip.address, port: vip.port, proto: entry.protocol }), vipMeta({ flags: 0, vipId: vip.id, gen: VIP_GEN }));
+    }
+    const usesTable = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 : 0;
+    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | usesTable);
+  }
+  const tables = { 4: new AddressTable(4, balancer.addressSlots), 6: new AddressTable(6, balancer.addressSlots) };
+  for (const [address, flags] of addressFlags) {
+    addressIds.set(address, addressIds.size + 1);
+    balancer.writeAddressSlots(tables[address.includes(':') ? 6 : 4].upsert(address, flags, addressIds.get(address)!));
   }
 });
 
@@ -48,11 +64,13 @@ function applySetup(setup: Setup): void {
     writeRing(VIPS[setup.vip], () => BACKENDS[setup.backend].id);
     return;
   }
-  // bpf_ktime_get_ns is CLOCK_MONOTONIC, as is process.hrtime.
+  // bpf_ktime_get_coarse_ns runs on CLOCK_MONOTONIC, as does process.hrtime.
   const atimeNs = setup.age === 'fresh' ? process.hrtime.bigint() : 0n;
-  const key = { src: setup.src, dst: setup.dst, sport: setup.sport, dport: setup.dport, proto: setup.proto };
-  const map = setup.family === 4 ? balancer.maps.conn_v4 : balancer.maps.conn_v6;
-  map.update(setup.family === 4 ? flow4Key(key) : flow6Key(key), connValue({ backendId: setup.backend, atimeNs }));
+  const vip = VIPS[setup.vip];
+  const key = { src: setup.src, addrId: addressIds.get(vip.address)!, sport: setup.sport, dport: vip.port, proto: PROTO[vip.protocol] };
+  const v4 = !vip.address.includes(':');
+  const map = v4 ? balancer.maps.conn_v4 : balancer.maps.conn_v6;
+  map.update(v4 ? flow4Key(key) : flow6Key(key), connValue({ backendId: setup.backend, vipId: vip.id, vipGen: setup.gen ?? VIP_GEN, atimeNs }));
 }
 
 type Snapshot = { reasons: Record<Reason, Counter>; global: ReturnType<BalancerProgram['globalCounters']>; vip?: Counter; backend?: Counter };

@@ -93,18 +93,18 @@ test('hash map: update, lookup, delete, flags, iteration, batch', rootOnly, (t) 
 
   const key = vip4Key({ addr: '10.0.0.1', port: 80, proto: 6 });
   assert.equal(map.lookup(key), undefined);
-  map.update(key, vipMeta({ flags: 1, vipId: 7 }));
-  assert.deepEqual(decodeVipMeta(map.lookup(key)!), { flags: 1, vipId: 7 });
+  map.update(key, vipMeta({ flags: 1, vipId: 7, gen: 1 }));
+  assert.deepEqual(decodeVipMeta(map.lookup(key)!), { flags: 1, vipId: 7, gen: 1 });
 
-  throwsFulcrum(() => map.update(key, vipMeta({ flags: 0, vipId: 0 }), BPF_NOEXIST), 'ERR_BPF_MAP',
+  throwsFulcrum(() => map.update(key, vipMeta({ flags: 0, vipId: 0, gen: 1 }), BPF_NOEXIST), 'ERR_BPF_MAP',
     /map test_vips \(hash\): update failed: EEXIST/, /BPF_NOEXIST/);
   const other = vip4Key({ addr: '10.0.0.2', port: 80, proto: 6 });
-  throwsFulcrum(() => map.update(other, vipMeta({ flags: 0, vipId: 0 }), BPF_EXIST), 'ERR_BPF_MAP', /ENOENT/, /BPF_EXIST/);
+  throwsFulcrum(() => map.update(other, vipMeta({ flags: 0, vipId: 0, gen: 1 }), BPF_EXIST), 'ERR_BPF_MAP', /ENOENT/, /BPF_EXIST/);
 
   const keys = Array.from({ length: 10 }, (_, i) => vip4Key({ addr: `10.1.0.${i}`, port: 443, proto: 6 }));
-  map.updateBatch(keys, keys.map((_, i) => vipMeta({ flags: 0, vipId: 100 + i })));
+  map.updateBatch(keys, keys.map((_, i) => vipMeta({ flags: 0, vipId: 100 + i, gen: 1 })));
   assert.equal([...map.keys()].length, 11);
-  assert.deepEqual(decodeVipMeta(map.lookup(keys[4]!)!), { flags: 0, vipId: 104 });
+  assert.deepEqual(decodeVipMeta(map.lookup(keys[4]!)!), { flags: 0, vipId: 104, gen: 1 });
   assert.equal([...map.entries()].length, 11);
 
   assert.equal(map.delete(key), true);
@@ -172,12 +172,12 @@ test('per-CPU array: one value per possible CPU, counter sums, reset', rootOnly,
 });
 
 test('LRU hash (the connection table) and a map type without batch ops', rootOnly, (t) => {
-  const conn = createMap(BPF_MAP_TYPE.LRU_HASH, 16, 16, 1024, BPF_F_NO_COMMON_LRU, 'test_conn');
+  const conn = createMap(BPF_MAP_TYPE.LRU_HASH, 12, 16, 1024, BPF_F_NO_COMMON_LRU, 'test_conn');
   t.after(() => conn.close());
   assert.equal(conn.flags, BPF_F_NO_COMMON_LRU);
-  const flows = Array.from({ length: 100 }, (_, i) => flow4Key({ src: `192.0.2.${i}`, dst: '10.0.0.1', sport: 1000 + i, dport: 80, proto: 6 }));
-  conn.updateBatch(flows, flows.map((_, i) => connValue({ backendId: i + 1, atimeNs: 0n })));
-  assert.deepEqual(decodeConnValue(conn.lookup(flows[42]!)!), { backendId: 43, atimeNs: 0n });
+  const flows = Array.from({ length: 100 }, (_, i) => flow4Key({ src: `192.0.2.${i}`, addrId: 1, sport: 1000 + i, dport: 80, proto: 6 }));
+  conn.updateBatch(flows, flows.map((_, i) => connValue({ backendId: i + 1, vipId: 0, vipGen: 1, atimeNs: 0n })));
+  assert.deepEqual(decodeConnValue(conn.lookup(flows[42]!)!), { backendId: 43, vipId: 0, vipGen: 1, atimeNs: 0n });
   assert.equal([...conn.keys()].length, 100);
 
   // LPM tries have no batch update: the same call writes entry by entry.

@@ -223,11 +223,11 @@ describe('ring hash and slot', () => {
     assert.notEqual(ringHash({ ...flow, sport: 1 }), ringHash(flow));
   });
 
-  test('slot = hash % ring size, over the full u32 range', () => {
+  test('slot = (hash × ring size) >> 32, over the full u32 range', () => {
     assert.equal(ringSlot(0, 65537), 0);
-    assert.equal(ringSlot(65537, 65537), 0);
-    assert.equal(ringSlot(0xffffffff, 65537), 0xffffffff % 65537);
-    assert.equal(ringSlot(0xffffffff, 13), 0xffffffff % 13);
+    assert.equal(ringSlot(0x80000000, 65537), 32768);
+    assert.equal(ringSlot(0xffffffff, 65537), 65536);
+    assert.equal(ringSlot(0xffffffff, 13), 12);
     assert.throws(() => ringSlot(1, 0), (err) => isFulcrumError(err, 'ERR_CONFIG'));
   });
 });

@@ -30,7 +30,7 @@ function applyAll(...states: NodeDesiredStateInput[]): { plans: Plan[]; last: Pr
   return { plans, last: current };
 }
 
-test('a new VIP writes counters, backends, the whole ring, the VIP and its address marker', () => {
+test('a new VIP writes counters, backends, the whole ring, the VIP and its address', () => {
   const { plans } = applyAll({ vips: [web(three)] });
   const p = plans[0]!;
   assert.deepEqual(p.resetVipCounters, [0]);
@@ -38,9 +38,9 @@ test('a new VIP writes counters, backends, the whole ring, the VIP and its addre
   assert.deepEqual(p.resetBackendCounters, [1, 2, 3]);
   assert.equal(p.writeRings.length, 1);
   assert.equal(p.writeRings[0]!.kind, 'full');
-  assert.deepEqual(p.writeVips.map((v) => [v.key, v.id, v.flags]), [['TCP/192.0.2.10:80', 0, 0]]);
-  assert.deepEqual(p.addMarkers, ['192.0.2.10']);
-  assert.equal(p.deleteVips.length + p.deleteMarkers.length + p.clearBackends.length, 0);
+  assert.deepEqual(p.writeVips.map((v) => [v.key, v.id, v.flags, v.gen]), [['TCP/192.0.2.10:80', 0, 0, 1]]);
+  assert.deepEqual(p.addAddresses.map((w) => [w.family, w.entry]), [[4, { address: '192.0.2.10', flags: 1, id: 1 }]]);
+  assert.equal(p.deleteVips.length + p.removeAddresses.length + p.clearBackends.length, 0);
 });
 
 test('planning the same state twice is a no-op (idempotent)', () => {
@@ -74,20 +74,27 @@ test('weight 0 drains: the backend leaves the ring but keeps its entry', () => {
   assert.equal(second.next.backends.get('10.0.0.3'), 3);
 });
 
-test('changing only flags rewrites the VIP entry, not the ring', () => {
+test('changing only flags rewrites the VIP entry, not the ring, and keeps its gen', () => {
   const { plans } = applyAll({ vips: [web(three)] }, { vips: [web(three, { encapsulation: 'gue', sourceIpOnly: true })] });
   const second = plans[1]!;
   assert.equal(second.writeRings.length, 0);
-  assert.deepEqual(second.writeVips.map((v) => v.flags), [1 | 4]);
+  assert.deepEqual(second.writeVips.map((v) => [v.flags, v.gen]), [[1 | 4, 1]]);
 });
 
-test('removing a VIP deletes it and its marker, then clears its now unused backends', () => {
+test('switching a VIP to LRU bypass gives it a new gen and clears its address table-use flag', () => {
+  const { plans } = applyAll({ vips: [web(three)] }, { vips: [web(three, { lruBypass: true })] });
+  const second = plans[1]!;
+  assert.deepEqual(second.writeVips.map((v) => [v.flags, v.gen]), [[2, 2]]);
+  assert.deepEqual(second.addAddresses.map((w) => w.entry), [{ address: '192.0.2.10', flags: 0, id: 1 }]);
+});
+
+test('removing a VIP deletes it and its address, then clears its now unused backends', () => {
   const other = { name: 'default/dns', address: '192.0.2.10', port: 53, protocol: 'UDP' as const, backends: [{ address: '10.0.0.9' }] };
   const { plans } = applyAll({ vips: [web(three), other] }, { vips: [other] }, { vips: [] });
   assert.deepEqual(plans[1]!.deleteVips.map((v) => v.key), ['TCP/192.0.2.10:80']);
-  assert.deepEqual(plans[1]!.deleteMarkers, [], 'the address still has a VIP');
+  assert.deepEqual(plans[1]!.removeAddresses, [], 'the address still has a VIP');
   assert.deepEqual(plans[1]!.clearBackends.map((b) => b.address), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
-  assert.deepEqual(plans[2]!.deleteMarkers, ['192.0.2.10']);
+  assert.deepEqual(plans[2]!.removeAddresses.map((w) => w.entry), [null]);
 });
 
 test('freed ids are reused only after fresh ones, oldest first', () => {

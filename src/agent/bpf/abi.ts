@@ -25,7 +25,9 @@ export const FAMILY_V6 = 6;
 export const VIP_F_SRC_IP_ONLY = 1 << 0;
 export const VIP_F_LRU_BYPASS = 1 << 1;
 export const VIP_F_ENCAP_GUE = 1 << 2;
-export const VIP_F_ADDR_MARKER = 1 << 3;
+
+/** struct vip_addr4/6.flags */
+export const ADDR_F_USES_TABLE = 1 << 0;
 
 /** struct balancer_config.flags */
 export const CFG_F_FIB_LOOKUP = 1 << 0;
@@ -56,15 +58,16 @@ const be16 = 'uint16_be_t';
 export const ABI_STRUCTS = {
   vip4_key: koffi.struct('vip4_key', { addr: be32, port: be16, proto: 'uint8_t', pad: 'uint8_t' }),
   vip6_key: koffi.struct('vip6_key', { addr: koffi.array(be32, 4), port: be16, proto: 'uint8_t', pad: 'uint8_t' }),
-  vip_meta: koffi.struct('vip_meta', { flags: 'uint32_t', vip_id: 'uint32_t' }),
+  vip_meta: koffi.struct('vip_meta', { flags: 'uint32_t', vip_id: 'uint16_t', gen: 'uint16_t' }),
+  vip_addr4: koffi.struct('vip_addr4', { addr: be32, flags: 'uint16_t', addr_id: 'uint16_t' }),
+  vip_addr6: koffi.struct('vip_addr6', { addr: koffi.array(be32, 4), flags: 'uint16_t', addr_id: 'uint16_t' }),
   flow4_key: koffi.struct('flow4_key', {
-    src: be32, dst: be32, sport: be16, dport: be16, proto: 'uint8_t', pad: koffi.array('uint8_t', 3),
+    src: be32, addr_id: 'uint16_t', sport: be16, dport: be16, proto: 'uint8_t', pad: 'uint8_t',
   }),
   flow6_key: koffi.struct('flow6_key', {
-    src: koffi.array(be32, 4), dst: koffi.array(be32, 4), sport: be16, dport: be16, proto: 'uint8_t',
-    pad: koffi.array('uint8_t', 3),
+    src: koffi.array(be32, 4), addr_id: 'uint16_t', sport: be16, dport: be16, proto: 'uint8_t', pad: 'uint8_t',
   }),
-  conn_value: koffi.struct('conn_value', { backend_id: 'uint32_t', pad: 'uint32_t', atime_ns: 'uint64_t' }),
+  conn_value: koffi.struct('conn_value', { backend_id: 'uint32_t', vip_id: 'uint16_t', vip_gen: 'uint16_t', atime_ns: 'uint64_t' }),
   backend: koffi.struct('backend', { addr: koffi.array(be32, 4), family: 'uint8_t', flags: 'uint8_t', pad: 'uint16_t' }),
   counter: koffi.struct('counter', { packets: 'uint64_t', bytes: 'uint64_t' }),
   addr_key: koffi.struct('addr_key', { addr: koffi.array(be32, 4), family: 'uint8_t', pad: koffi.array('uint8_t', 3) }),
@@ -80,7 +83,8 @@ export const ABI_STRUCTS = {
     nexthop_mac: koffi.array('uint8_t', 6),
     tunnel_ttl: 'uint8_t',
     flags: 'uint8_t',
-    pad: koffi.array('uint8_t', 6),
+    pad: koffi.array('uint8_t', 2),
+    addr_slot_bits: 'uint32_t',
   }),
   decap_config: koffi.struct('decap_config', { gue_port: be16, pad: koffi.array('uint8_t', 6) }),
 } as const;
@@ -110,16 +114,18 @@ function layout<N extends AbiStructName, F extends string>(name: N, fields: read
 
 const VIP4 = layout('vip4_key', ['addr', 'port', 'proto']);
 const VIP6 = layout('vip6_key', ['addr', 'port', 'proto']);
-const META = layout('vip_meta', ['flags', 'vip_id']);
-const FLOW4 = layout('flow4_key', ['src', 'dst', 'sport', 'dport', 'proto']);
-const FLOW6 = layout('flow6_key', ['src', 'dst', 'sport', 'dport', 'proto']);
-const CONN = layout('conn_value', ['backend_id', 'atime_ns']);
+const META = layout('vip_meta', ['flags', 'vip_id', 'gen']);
+const ADDR4 = layout('vip_addr4', ['addr', 'flags', 'addr_id']);
+const ADDR6 = layout('vip_addr6', ['addr', 'flags', 'addr_id']);
+const FLOW4 = layout('flow4_key', ['src', 'addr_id', 'sport', 'dport', 'proto']);
+const FLOW6 = layout('flow6_key', ['src', 'addr_id', 'sport', 'dport', 'proto']);
+const CONN = layout('conn_value', ['backend_id', 'vip_id', 'vip_gen', 'atime_ns']);
 const BACKEND = layout('backend', ['addr', 'family', 'flags']);
 const COUNTER = layout('counter', ['packets', 'bytes']);
 const ADDR_KEY = layout('addr_key', ['addr', 'family']);
 const CFG = layout('balancer_config', [
   'ring_size', 'mtu', 'udp_timeout_ns', 'tunnel_src4', 'tunnel_src6', 'node_addr4', 'node_addr6',
-  'gue_port', 'nexthop_mac', 'tunnel_ttl', 'flags',
+  'gue_port', 'nexthop_mac', 'tunnel_ttl', 'flags', 'addr_slot_bits',
 ]);
 const DECAP_CFG = layout('decap_config', ['gue_port']);
 
@@ -135,6 +141,14 @@ function writeU32(buf: Buffer, value: number, offset: number): void {
 function readU32(buf: Uint8Array, offset: number): number {
   const b = asBuffer(buf);
   return LITTLE ? b.readUInt32LE(offset) : b.readUInt32BE(offset);
+}
+function writeU16(buf: Buffer, value: number, offset: number): void {
+  if (LITTLE) buf.writeUInt16LE(value, offset);
+  else buf.writeUInt16BE(value, offset);
+}
+function readU16(buf: Uint8Array, offset: number): number {
+  const b = asBuffer(buf);
+  return LITTLE ? b.readUInt16LE(offset) : b.readUInt16BE(offset);
 }
 function writeU64(buf: Buffer, value: bigint, offset: number): void {
   if (LITTLE) buf.writeBigUInt64LE(value, offset);
@@ -279,42 +293,81 @@ export function decodeVip6Key(buf: Uint8Array): Vip6Key & { addr: string } {
   return { addr: ipv6String(b, VIP6.addr), port: b.readUInt16BE(VIP6.port), proto: b[VIP6.proto]! };
 }
 
-export interface VipMeta { flags: number; vipId: number }
+/** A VIP entry's value, also vip_state[vipId]. gen 0 marks a free id. */
+export interface VipMeta { flags: number; vipId: number; gen: number }
 
 export function vipMeta(meta: VipMeta): Buffer {
   const buf = Buffer.alloc(ABI_SIZES.vip_meta);
   writeU32(buf, checkUint('vip_meta.flags', meta.flags, 32), META.flags);
-  writeU32(buf, checkUint('vip_meta.vip_id', meta.vipId, 32), META.vip_id);
+  writeU16(buf, checkUint('vip_meta.vip_id', meta.vipId, 16), META.vip_id);
+  writeU16(buf, checkUint('vip_meta.gen', meta.gen, 16), META.gen);
   return buf;
 }
 
 export function decodeVipMeta(buf: Uint8Array): VipMeta {
   checkLength('vip_meta', buf, ABI_SIZES.vip_meta);
-  return { flags: readU32(buf, META.flags), vipId: readU32(buf, META.vip_id) };
+  return { flags: readU32(buf, META.flags), vipId: readU16(buf, META.vip_id), gen: readU16(buf, META.gen) };
+}
+
+/** A slot of the VIP address tables; null encodes an empty slot. */
+export interface VipAddr { addr: Addr; flags: number; addrId: number }
+
+export function vipAddr4(value: VipAddr | null): Buffer {
+  const buf = Buffer.alloc(ABI_SIZES.vip_addr4);
+  if (value === null) return buf;
+  buf.set(ipv4Bytes(value.addr, 'vip_addr4.addr'), ADDR4.addr);
+  writeU16(buf, checkUint('vip_addr4.flags', value.flags, 16), ADDR4.flags);
+  writeU16(buf, checkUint('vip_addr4.addr_id', value.addrId, 16), ADDR4.addr_id);
+  return buf;
+}
+
+export function vipAddr6(value: VipAddr | null): Buffer {
+  const buf = Buffer.alloc(ABI_SIZES.vip_addr6);
+  if (value === null) return buf;
+  buf.set(ipv6Bytes(value.addr, 'vip_addr6.addr'), ADDR6.addr);
+  writeU16(buf, checkUint('vip_addr6.flags', value.flags, 16), ADDR6.flags);
+  writeU16(buf, checkUint('vip_addr6.addr_id', value.addrId, 16), ADDR6.addr_id);
+  return buf;
+}
+
+/** A VIP address table slot as read back: null for an empty slot. */
+export function decodeVipAddr4(buf: Uint8Array): (VipAddr & { addr: string }) | null {
+  checkLength('vip_addr4', buf, ABI_SIZES.vip_addr4);
+  const b = asBuffer(buf);
+  if (b.readUInt32BE(ADDR4.addr) === 0) return null;
+  return { addr: ipv4String(b, ADDR4.addr), flags: readU16(b, ADDR4.flags), addrId: readU16(b, ADDR4.addr_id) };
+}
+
+export function decodeVipAddr6(buf: Uint8Array): (VipAddr & { addr: string }) | null {
+  checkLength('vip_addr6', buf, ABI_SIZES.vip_addr6);
+  const b = asBuffer(buf);
+  if (b.subarray(ADDR6.addr, ADDR6.addr + 16).every((x) => x === 0)) return null;
+  return { addr: ipv6String(b, ADDR6.addr), flags: readU16(b, ADDR6.flags), addrId: readU16(b, ADDR6.addr_id) };
 }
 
 // ---------------------------------------------------------------------------------
 // Connection table
 
-export interface Flow4Key { src: Addr; dst: Addr; sport: number; dport: number; proto: number }
-export interface Flow6Key { src: Addr; dst: Addr; sport: number; dport: number; proto: number }
+/** A connection-table key: the client, the VIP address's addr_id, ports and protocol. */
+export interface Flow4Key { src: Addr; addrId: number; sport: number; dport: number; proto: number }
+export interface Flow6Key { src: Addr; addrId: number; sport: number; dport: number; proto: number }
 
 export function flow4Key(key: Flow4Key): Buffer {
   const buf = Buffer.alloc(ABI_SIZES.flow4_key);
   buf.set(ipv4Bytes(key.src, 'flow4_key.src'), FLOW4.src);
-  buf.set(ipv4Bytes(key.dst, 'flow4_key.dst'), FLOW4.dst);
+  writeU16(buf, checkUint('flow4_key.addr_id', key.addrId, 16), FLOW4.addr_id);
   buf.writeUInt16BE(checkUint('flow4_key.sport', key.sport, 16), FLOW4.sport);
   buf.writeUInt16BE(checkUint('flow4_key.dport', key.dport, 16), FLOW4.dport);
   buf[FLOW4.proto] = checkUint('flow4_key.proto', key.proto, 8);
   return buf;
 }
 
-export function decodeFlow4Key(buf: Uint8Array): Flow4Key & { src: string; dst: string } {
+export function decodeFlow4Key(buf: Uint8Array): Flow4Key & { src: string } {
   checkLength('flow4_key', buf, ABI_SIZES.flow4_key);
   const b = asBuffer(buf);
   return {
     src: ipv4String(b, FLOW4.src),
-    dst: ipv4String(b, FLOW4.dst),
+    addrId: readU16(b, FLOW4.addr_id),
     sport: b.readUInt16BE(FLOW4.sport),
     dport: b.readUInt16BE(FLOW4.dport),
     proto: b[FLOW4.proto]!,
@@ -324,37 +377,42 @@ export function decodeFlow4Key(buf: Uint8Array): Flow4Key & { src: string; dst: 
 export function flow6Key(key: Flow6Key): Buffer {
   const buf = Buffer.alloc(ABI_SIZES.flow6_key);
   buf.set(ipv6Bytes(key.src, 'flow6_key.src'), FLOW6.src);
-  buf.set(ipv6Bytes(key.dst, 'flow6_key.dst'), FLOW6.dst);
+  writeU16(buf, checkUint('flow6_key.addr_id', key.addrId, 16), FLOW6.addr_id);
   buf.writeUInt16BE(checkUint('flow6_key.sport', key.sport, 16), FLOW6.sport);
   buf.writeUInt16BE(checkUint('flow6_key.dport', key.dport, 16), FLOW6.dport);
   buf[FLOW6.proto] = checkUint('flow6_key.proto', key.proto, 8);
   return buf;
 }
 
-export function decodeFlow6Key(buf: Uint8Array): Flow6Key & { src: string; dst: string } {
+export function decodeFlow6Key(buf: Uint8Array): Flow6Key & { src: string } {
   checkLength('flow6_key', buf, ABI_SIZES.flow6_key);
   const b = asBuffer(buf);
   return {
     src: ipv6String(b, FLOW6.src),
-    dst: ipv6String(b, FLOW6.dst),
+    addrId: readU16(b, FLOW6.addr_id),
     sport: b.readUInt16BE(FLOW6.sport),
     dport: b.readUInt16BE(FLOW6.dport),
     proto: b[FLOW6.proto]!,
   };
 }
 
-export interface ConnValue { backendId: number; atimeNs: bigint }
+export interface ConnValue { backendId: number; vipId: number; vipGen: number; atimeNs: bigint }
 
 export function connValue(value: ConnValue): Buffer {
   const buf = Buffer.alloc(ABI_SIZES.conn_value);
   writeU32(buf, checkUint('conn_value.backend_id', value.backendId, 32), CONN.backend_id);
+  writeU16(buf, checkUint('conn_value.vip_id', value.vipId, 16), CONN.vip_id);
+  writeU16(buf, checkUint('conn_value.vip_gen', value.vipGen, 16), CONN.vip_gen);
   writeU64(buf, checkU64('conn_value.atime_ns', value.atimeNs), CONN.atime_ns);
   return buf;
 }
 
 export function decodeConnValue(buf: Uint8Array): ConnValue {
   checkLength('conn_value', buf, ABI_SIZES.conn_value);
-  return { backendId: readU32(buf, CONN.backend_id), atimeNs: readU64(buf, CONN.atime_ns) };
+  return {
+    backendId: readU32(buf, CONN.backend_id), vipId: readU16(buf, CONN.vip_id), vipGen: readU16(buf, CONN.vip_gen),
+    atimeNs: readU64(buf, CONN.atime_ns),
+  };
 }
 
 // ---------------------------------------------------------------------------------
@@ -466,6 +524,8 @@ export interface BalancerConfig {
   nexthopMac?: string | Uint8Array;
   /** CFG_F_* */
   flags?: number;
+  /** log2 of the VIP address table's slots (1..16); default 11. */
+  addrSlotBits?: number;
 }
 
 export function balancerConfig(cfg: BalancerConfig): Buffer {
@@ -481,6 +541,7 @@ export function balancerConfig(cfg: BalancerConfig): Buffer {
   buf.set(macBytes(cfg.nexthopMac ?? '00:00:00:00:00:00', 'balancer_config.nexthop_mac'), CFG.nexthop_mac);
   buf[CFG.tunnel_ttl] = checkUint('balancer_config.tunnel_ttl', cfg.tunnelTtl, 8);
   buf[CFG.flags] = checkUint('balancer_config.flags', cfg.flags ?? 0, 8);
+  writeU32(buf, checkUint('balancer_config.addr_slot_bits', cfg.addrSlotBits ?? 11, 32), CFG.addr_slot_bits);
   return buf;
 }
 
@@ -501,6 +562,7 @@ export function decodeBalancerConfig(buf: Uint8Array): Required<BalancerConfig> 
     nexthopMac: macString(b, CFG.nexthop_mac),
     tunnelTtl: b[CFG.tunnel_ttl]!,
     flags: b[CFG.flags]!,
+    addrSlotBits: readU32(b, CFG.addr_slot_bits),
   };
 }
 

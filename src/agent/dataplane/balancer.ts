@@ -9,13 +9,14 @@ import { BpfObject } from '../bpf/object.ts';
 import type { BpfMap } from '../bpf/map.ts';
 import {
   backend as encodeBackend, balancerConfig, counter as encodeCounter, decodeBackend, decodeVip4Key, decodeVip6Key,
-  decodeVipMeta, sumCounters, u32, vip4Key, vip6Key, vipMeta, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-  VIP_F_ADDR_MARKER, type BalancerConfig, type Counter,
+  decodeVipMeta, sumCounters, u32, vip4Key, vip6Key, vipAddr4, vipAddr6, vipMeta, IPPROTO_TCP, IPPROTO_UDP,
+  type BalancerConfig, type Counter,
 } from '../bpf/abi.ts';
+import { addressSlotsFor, type SlotWrite } from './address-table.ts';
 import type { RingWrite } from './plan.ts';
 
 export const BALANCER_MAPS = [
-  'vips_v4', 'vips_v6', 'ring', 'backends', 'conn_v4', 'conn_v6',
+  'vips_v4', 'vips_v6', 'vip_state', 'vip_addrs_v4', 'vip_addrs_v6', 'ring', 'backends', 'conn_v4', 'conn_v6',
   'vip_stats', 'backend_stats', 'reason_stats', 'global_stats',
 ] as const;
 export type BalancerMapName = (typeof BALANCER_MAPS)[number];
@@ -36,7 +37,7 @@ export type BalancerLoadOptions = {
 
 export const PROTOCOL_NUMBER: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
 
-export type VipEntry = { address: string; port: number; protocol: number; id: number; flags: number };
+export type VipEntry = { address: string; port: number; protocol: number; id: number; flags: number; gen: number };
 
 const ZERO_COUNTER = encodeCounter({ packets: 0n, bytes: 0n });
 
@@ -45,12 +46,14 @@ export class BalancerProgram {
   readonly progFd: number;
   readonly ringSize: number;
   readonly limits: BalancerLimits;
+  readonly addressSlots: number;
   readonly maps: Readonly<Record<BalancerMapName, BpfMap>>;
 
   private constructor(object: BpfObject, ringSize: number, limits: BalancerLimits) {
     this.object = object;
     this.ringSize = ringSize;
     this.limits = limits;
+    this.addressSlots = addressSlotsFor(limits.maxVips);
     this.progFd = object.programFd('balancer');
     this.maps = Object.fromEntries(BALANCER_MAPS.map((name) => [name, object.map(name)])) as Record<BalancerMapName, BpfMap>;
   }
@@ -58,13 +61,16 @@ export class BalancerProgram {
   static load(options: BalancerLoadOptions): BalancerProgram {
     const { limits, config } = options;
     const object = BpfObject.open(options.objectPath);
+    const addressSlots = addressSlotsFor(limits.maxVips);
     try {
-      object.setRodata(balancerConfig(config));
+      object.setRodata(balancerConfig({ ...config, addrSlotBits: Math.log2(addressSlots) }));
       object.setMaxEntries('ring', limits.maxVips * config.ringSize);
       object.setMaxEntries('vip_stats', limits.maxVips);
-      // Each VIP address also has a marker entry; leave room for both.
-      object.setMaxEntries('vips_v4', limits.maxVips * 2);
-      object.setMaxEntries('vips_v6', limits.maxVips * 2);
+      object.setMaxEntries('vip_state', limits.maxVips);
+      object.setMaxEntries('vips_v4', limits.maxVips);
+      object.setMaxEntries('vips_v6', limits.maxVips);
+      object.setMaxEntries('vip_addrs_v4', addressSlots);
+      object.setMaxEntries('vip_addrs_v6', addressSlots);
       object.setMaxEntries('backends', limits.maxBackends);
       object.setMaxEntries('backend_stats', limits.maxBackends);
       object.setMaxEntries('conn_v4', limits.connTableSize);
@@ -105,21 +111,26 @@ export class BalancerProgram {
     this.maps.ring.updateBatchContiguous(Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength), Buffer.from(values.buffer, values.byteOffset, values.byteLength), count);
   }
 
+  /** vip_state first, then the lookup entry: a table hit never sees a gen the VIP lacks. */
   writeVip(vip: VipEntry): void {
-    this.vipMap(vip.address).update(this.vipKey(vip), vipMeta({ flags: vip.flags, vipId: vip.id }));
+    const meta = vipMeta({ flags: vip.flags, vipId: vip.id, gen: vip.gen });
+    this.maps.vip_state.update(u32(vip.id), meta);
+    this.vipMap(vip.address).update(this.vipKey(vip), meta);
   }
 
+  /** The lookup entry first, then vip_state (gen 0: the id's table entries stop matching). */
   deleteVip(vip: VipEntry): void {
     this.vipMap(vip.address).delete(this.vipKey(vip));
+    this.maps.vip_state.update(u32(vip.id), vipMeta({ flags: 0, vipId: vip.id, gen: 0 }));
   }
 
-  /** The (address, 0, ICMP) entry: "this address is a VIP address" (echo, fragments). */
-  writeMarker(address: string): void {
-    this.writeVip(this.marker(address));
-  }
-
-  deleteMarker(address: string): void {
-    this.deleteVip(this.marker(address));
+  /** Writes VIP address table slots in the order given (address-table.ts orders them). */
+  writeAddressSlots(writes: readonly SlotWrite[]): void {
+    for (const w of writes) {
+      const value = w.entry === null ? null : { addr: w.entry.address, flags: w.entry.flags, addrId: w.entry.id };
+      if (w.family === 4) this.maps.vip_addrs_v4.update(u32(w.slot), vipAddr4(value));
+      else this.maps.vip_addrs_v6.update(u32(w.slot), vipAddr6(value));
+    }
   }
 
   resetVipCounters(ids: readonly number[]): void {
@@ -157,7 +168,7 @@ export class BalancerProgram {
         if (value === undefined) continue;
         const k = decodeKey(key);
         const meta = decodeVipMeta(value);
-        out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags });
+        out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags, gen: meta.gen });
       }
     }
     return out;
@@ -182,10 +193,6 @@ export class BalancerProgram {
   private counterAt(map: BpfMap, index: number): Counter {
     const perCpu = map.lookupPerCpu(u32(index));
     return perCpu === undefined ? { packets: 0n, bytes: 0n } : sumCounters(perCpu);
-  }
-
-  private marker(address: string): VipEntry {
-    return { address, port: 0, protocol: addressFamily(address) === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6, id: 0, flags: VIP_F_ADDR_MARKER };
   }
 
   private vipMap(address: string): BpfMap {

@@ -1,15 +1,17 @@
 // The planner: desired state + what is programmed → the smallest set of map
 // operations, and the state once they are applied. Pure compute; apply.ts does the
 // I/O in the order that keeps every packet consistent:
-//   reset counters of new ids → backends → rings → VIP entries and markers
-//   → (removal, reversed) VIP entries and markers → backends.
+//   reset counters of new ids → addresses that go → backends → rings → VIP entries
+//   → addresses that come → VIPs that go → backends that go.
 // A packet therefore never finds a VIP whose ring or backends are not written yet,
-// nor a ring slot naming a backend that is gone.
+// nor a ring slot naming a backend that is gone; an address is a VIP address only
+// while a VIP entry for it exists.
 import { addressFamily } from '../../shared/addresses.ts';
 import { FulcrumError } from '../../shared/errors.ts';
 import { vipKey, type NodeDesiredState, type Vip } from '../../shared/desired-state.ts';
 import { buildMaglevRing, ringDelta, type RingDelta } from './maglev.ts';
-import { VIP_FLAGS, type IdPool, type ProgrammedState, type ProgrammedVip } from './state.ts';
+import { ADDRESS_FLAGS, VIP_FLAGS, nextGen, type IdPool, type ProgrammedState, type ProgrammedVip } from './state.ts';
+import type { SlotWrite } from './address-table.ts';
 
 export type BackendWrite = { readonly id: number; readonly address: string };
 
@@ -17,7 +19,7 @@ export type RingWrite =
   | { readonly kind: 'full'; readonly vipId: number; readonly ring: Uint32Array }
   | { readonly kind: 'delta'; readonly vipId: number; readonly delta: RingDelta };
 
-export type VipWrite = Pick<ProgrammedVip, 'key' | 'address' | 'family' | 'port' | 'protocol' | 'id' | 'flags'>;
+export type VipWrite = Pick<ProgrammedVip, 'key' | 'address' | 'family' | 'port' | 'protocol' | 'id' | 'flags' | 'gen'>;
 
 export type Plan = {
   readonly resetVipCounters: readonly number[];
@@ -25,9 +27,10 @@ export type Plan = {
   readonly writeBackends: readonly BackendWrite[];
   readonly writeRings: readonly RingWrite[];
   readonly writeVips: readonly VipWrite[];
-  readonly addMarkers: readonly string[];
+  /** Address-table slot writes for addresses that go (applied early) and come (late). */
+  readonly removeAddresses: readonly SlotWrite[];
+  readonly addAddresses: readonly SlotWrite[];
   readonly deleteVips: readonly VipWrite[];
-  readonly deleteMarkers: readonly string[];
   readonly clearBackends: readonly BackendWrite[];
   /** The programmed state once the plan is applied. */
   readonly next: ProgrammedState;
@@ -36,7 +39,7 @@ export type Plan = {
 export function isEmptyPlan(plan: Plan): boolean {
   return (
     plan.resetVipCounters.length + plan.resetBackendCounters.length + plan.writeBackends.length + plan.writeRings.length +
-      plan.writeVips.length + plan.addMarkers.length + plan.deleteVips.length + plan.deleteMarkers.length + plan.clearBackends.length ===
+      plan.writeVips.length + plan.removeAddresses.length + plan.addAddresses.length + plan.deleteVips.length + plan.clearBackends.length ===
     0
   );
 }
@@ -88,6 +91,7 @@ function backendsSignature(vip: Vip): string {
 export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSize: number): Plan {
   const backendIds = new IdAllocator(current.backendIds);
   const vipIds = new IdAllocator(current.vipIds);
+  const addressIds = new IdAllocator(current.addressIds);
 
   // Backends: every address any desired VIP names (draining ones included: their
   // established flows still need the entry).
@@ -114,6 +118,7 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
 
   // VIPs and their rings.
   const vips = new Map<string, ProgrammedVip>();
+  let lastGen = current.lastGen;
   const writeRings: RingWrite[] = [];
   const writeVips: VipWrite[] = [];
   const resetVipCounters: number[] = [];
@@ -123,6 +128,10 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     const signature = backendsSignature(vip);
     const flags = vipFlags(vip);
     const id = previous?.id ?? vipIds.allocate('VIP');
+    // A new gen orphans the id's old connection-table entries: for a new VIP, and when
+    // the VIP stops (or starts) using the table.
+    const tableUseChanged = previous !== undefined && (previous.flags & VIP_FLAGS.lruBypass) !== (flags & VIP_FLAGS.lruBypass);
+    const gen = previous === undefined || tableUseChanged ? (lastGen = nextGen(lastGen)) : previous.gen;
     let ring = previous?.ring;
     if (previous === undefined || previous.backendsSignature !== signature || previous.ring.length !== ringSize) {
       ring = buildMaglevRing(
@@ -145,12 +154,13 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
       protocol: vip.protocol,
       id,
       flags,
+      gen,
       ring: ring!,
       backendsSignature: signature,
     };
     vips.set(key, programmed);
     if (previous === undefined) resetVipCounters.push(id);
-    if (previous === undefined || previous.flags !== flags) writeVips.push(programmed);
+    if (previous === undefined || previous.flags !== flags || previous.gen !== gen) writeVips.push(programmed);
   }
   const deleteVips: VipWrite[] = [];
   for (const [key, vip] of current.vips) {
@@ -160,9 +170,29 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     }
   }
 
-  const markers = new Set(desired.vips.map((v) => v.address));
-  const addMarkers = [...markers].filter((a) => !current.markers.has(a)).sort();
-  const deleteMarkers = [...current.markers].filter((a) => !markers.has(a)).sort();
+  // Address flags: "uses the table" when any VIP on the address does.
+  const wantedAddresses = new Map<string, number>();
+  for (const vip of desired.vips) {
+    const uses = vip.lruBypass ? 0 : ADDRESS_FLAGS.usesTable;
+    wantedAddresses.set(vip.address, (wantedAddresses.get(vip.address) ?? 0) | uses);
+  }
+  const addresses = { v4: current.addresses.v4.clone(), v6: current.addresses.v6.clone() };
+  const removeAddresses: SlotWrite[] = [];
+  const addAddresses: SlotWrite[] = [];
+  const freedAddressIds: number[] = [];
+  for (const table of [addresses.v4, addresses.v6]) {
+    for (const [address, entry] of [...table.addresses()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (wantedAddresses.has(address)) continue;
+      removeAddresses.push(...table.remove(address));
+      freedAddressIds.push(entry.id);
+    }
+  }
+  for (const [address, flags] of [...wantedAddresses].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const table = address.includes(':') ? addresses.v6 : addresses.v4;
+    const id = table.addresses().get(address)?.id ?? addressIds.allocate('VIP address');
+    addAddresses.push(...table.upsert(address, flags, id));
+  }
+  for (const id of freedAddressIds) addressIds.release(id);
 
   return {
     resetVipCounters,
@@ -170,10 +200,10 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     writeBackends,
     writeRings,
     writeVips,
-    addMarkers,
+    removeAddresses,
+    addAddresses,
     deleteVips,
-    deleteMarkers,
     clearBackends,
-    next: { vips, backends, markers, vipIds: vipIds.snapshot(), backendIds: backendIds.snapshot() },
+    next: { vips, backends, addresses, vipIds: vipIds.snapshot(), backendIds: backendIds.snapshot(), addressIds: addressIds.snapshot(), lastGen },
   };
 }

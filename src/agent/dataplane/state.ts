@@ -3,13 +3,17 @@
 // (adopt.ts). Pure data.
 import type { Family } from '../../shared/addresses.ts';
 import type { Protocol } from '../../shared/desired-state.ts';
+import { AddressTable, addressSlotsFor } from './address-table.ts';
 
 export const VIP_FLAGS = {
   srcIpOnly: 1 << 0,
   lruBypass: 1 << 1,
   encapGue: 1 << 2,
-  addressMarker: 1 << 3,
 } as const; // keep in sync with VIP_F_* in bpf/include/consts.h
+
+export const ADDRESS_FLAGS = {
+  usesTable: 1 << 0,
+} as const; // keep in sync with ADDR_F_* in bpf/include/consts.h
 
 export type ProgrammedVip = {
   readonly key: string;        // vipKey(): protocol/address:port
@@ -20,6 +24,7 @@ export type ProgrammedVip = {
   readonly protocol: Protocol;
   readonly id: number;         // vip_id: ring base and vip_stats index
   readonly flags: number;      // VIP_FLAGS
+  readonly gen: number;        // changes when the id gets a new VIP: stale table entries stop matching
   readonly ring: Uint32Array;  // what the ring map holds for this VIP
   /** The (address, weight) set the ring was built from, to skip unchanged rings. */
   readonly backendsSignature: string;
@@ -36,19 +41,33 @@ export type IdPool = {
 export type ProgrammedState = {
   readonly vips: ReadonlyMap<string, ProgrammedVip>;
   readonly backends: ReadonlyMap<string, number>; // canonical address → backend id
-  readonly markers: ReadonlySet<string>;          // VIP addresses with an (address, 0, ICMP) entry
+  /** The VIP address tables as programmed (treated as immutable: the planner clones). */
+  readonly addresses: { readonly v4: AddressTable; readonly v6: AddressTable };
   readonly vipIds: IdPool;
   readonly backendIds: IdPool;
+  readonly addressIds: IdPool;
+  /** The last VIP gen handed out (1..65535, wrapping; 0 means a free id). */
+  readonly lastGen: number;
 };
 
 export function emptyState(limits: { maxVips: number; maxBackends: number }): ProgrammedState {
+  const slots = addressSlotsFor(limits.maxVips);
   return {
     vips: new Map(),
     backends: new Map(),
-    markers: new Set(),
+    addresses: { v4: new AddressTable(4, slots), v6: new AddressTable(6, slots) },
     vipIds: { first: 0, limit: limits.maxVips, highWater: 0, freed: [] },
     backendIds: { first: 1, limit: limits.maxBackends, highWater: 1, freed: [] },
+    addressIds: { first: 1, limit: ADDRESS_ID_LIMIT, highWater: 1, freed: [] },
+    lastGen: 0,
   };
+}
+
+/** addr_id is a u16 and 0 is never used. */
+export const ADDRESS_ID_LIMIT = 0x10000;
+
+export function nextGen(gen: number): number {
+  return (gen % 0xffff) + 1;
 }
 
 /** Rebuilds a pool from the ids in use, as after a restart: gaps become free ids. */
