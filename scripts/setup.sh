@@ -6,7 +6,7 @@ set -euo pipefail
 FULCRUM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages: the BPF toolchain, libbpf for koffi, and the tools the netns lab drives.
-debian_packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 ethtool iperf3 netcat-openbsd make)
+debian_packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 ethtool iperf3 netcat-openbsd make unzip util-linux)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
