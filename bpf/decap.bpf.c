@@ -171,8 +171,12 @@ int decap(struct __sk_buff *skb)
 	if (!bpf_map_lookup_elem(&decap_vips, &vip))
 		return verdict(REASON_DECAP_DROP_NOT_VIP, TC_ACT_SHOT, bytes);
 
-	/* The DECAP_L3 flag also sets skb->protocol to the inner family (4in6, 6in4). */
-	flags = t.inner_family == FAMILY_V4 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV4 : BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+	/* For 4in6 / 6in4 the DECAP_L3 flag makes the kernel switch skb->protocol to the
+	 * inner family (Linux 6.3+). Same-family tunnels pass no flag, so IPIP, IP6IP6 and
+	 * same-family GUE also work on older kernels. */
+	flags = 0;
+	if (t.inner_family != t.outer_family)
+		flags = t.inner_family == FAMILY_V4 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV4 : BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
 	if (bpf_skb_adjust_room(skb, -(__s32)t.outer_len, BPF_ADJ_ROOM_MAC, flags))
 		return verdict(REASON_DECAP_DROP_FAILED, TC_ACT_SHOT, bytes);
 	if (t.inner_family != t.outer_family) {
