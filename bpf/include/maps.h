@@ -55,12 +55,15 @@ struct {
 	__uint(max_entries, DEFAULT_ADDR_SLOTS);
 } vip_addrs_v6 SEC(".maps");
 
-/* Maglev rings, one after another: slot i of VIP v is ring[v * ring_size + i]. */
+/* Maglev rings, one after another: slot i of VIP v is ring slot v * ring_size + i,
+ * stored in element (slot / RING_CHUNK) at (slot % RING_CHUNK). Mmapable, so the agent
+ * writes rings as memory instead of a syscall per slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, DEFAULT_MAX_VIPS * DEFAULT_RING_SIZE);
+	__type(value, struct ring_chunk);
+	__uint(max_entries, DEFAULT_MAX_VIPS * DEFAULT_RING_SIZE / RING_CHUNK + 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
 } ring SEC(".maps");
 
 struct {

@@ -238,7 +238,8 @@ static __always_inline enum select_outcome select_for_vip(const struct packet *p
 {
 	const int use_table = !(vip->flags & VIP_F_LRU_BYPASS);
 	const struct backend *be;
-	__u32 slot, *ring_id;
+	struct ring_chunk *chunk;
+	__u32 slot, chunk_key, *ring_id;
 
 	sel->vip_id = vip->vip_id;
 	sel->vip_flags = vip->flags;
@@ -259,9 +260,11 @@ static __always_inline enum select_outcome select_for_vip(const struct packet *p
 		count(&global_stats, GSTAT_CONN_MISS, 0);
 
 	slot = (__u32)vip->vip_id * CFG.ring_size + ring_slot(ring_hash);
-	ring_id = bpf_map_lookup_elem(&ring, &slot);
-	if (!ring_id)
+	chunk_key = slot / RING_CHUNK;
+	chunk = bpf_map_lookup_elem(&ring, &chunk_key);
+	if (!chunk)
 		return SELECT_BAD_VIP_ID;
+	ring_id = &chunk->backend_id[slot % RING_CHUNK];
 	if (!*ring_id)
 		return SELECT_NO_BACKEND;
 	be = backend_slot(*ring_id);

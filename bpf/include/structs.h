@@ -83,6 +83,15 @@ struct backend {
 	__u16 pad;
 };
 
+/* The Maglev rings are stored RING_CHUNK slots to an array element: an element of a
+ * BPF array takes round_up(value_size, 8) bytes, so one u32 per element would double
+ * the rings' memory (268 MB instead of 134 MB for 512 VIPs × 65537 slots). */
+#define RING_CHUNK 16
+
+struct ring_chunk {
+	__u32 backend_id[RING_CHUNK];
+};
+
 /* One counter: per-CPU in every stats map, summed by user space. */
 struct counter {
 	__u64 packets;

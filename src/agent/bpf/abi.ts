@@ -43,6 +43,9 @@ export const ICMP4_TOOBIG_QUOTE = 64;
 export const ICMP6_TOOBIG_QUOTE = 128;
 export const IPV6_MIN_MTU = 1280;
 
+/** Ring slots per element of the ring map (structs.h RING_CHUNK). */
+export const RING_CHUNK = 16;
+
 /** IP protocol numbers used in VIP and flow keys. */
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
@@ -70,6 +73,7 @@ export const ABI_STRUCTS = {
   conn_value: koffi.struct('conn_value', { backend_id: 'uint32_t', vip_id: 'uint16_t', vip_gen: 'uint16_t', atime_ns: 'uint64_t' }),
   backend: koffi.struct('backend', { addr: koffi.array(be32, 4), family: 'uint8_t', flags: 'uint8_t', pad: 'uint16_t' }),
   counter: koffi.struct('counter', { packets: 'uint64_t', bytes: 'uint64_t' }),
+  ring_chunk: koffi.struct('ring_chunk', { backend_id: koffi.array('uint32_t', 16) }),
   addr_key: koffi.struct('addr_key', { addr: koffi.array(be32, 4), family: 'uint8_t', pad: koffi.array('uint8_t', 3) }),
   balancer_config: koffi.struct('balancer_config', {
     ring_size: 'uint32_t',

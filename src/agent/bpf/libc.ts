@@ -26,3 +26,14 @@ export const if_nametoindex = libc.func('unsigned int if_nametoindex(const char 
 
 /** close(fd): 0 or -1 with errno. */
 export const close = libc.func('int close(int fd)') as (fd: number) => number;
+
+/** mmap(addr, len, prot, flags, fd, offset): the mapping, or MAP_FAILED ((void *)-1) with errno. */
+export const mmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)') as
+  (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => unknown;
+
+/** munmap(addr, len): 0 or -1 with errno. */
+export const munmap = libc.func('int munmap(void *addr, size_t length)') as (addr: unknown, length: number) => number;
+
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;

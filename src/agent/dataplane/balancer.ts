@@ -5,14 +5,15 @@ import { join } from 'node:path';
 import { addressFamily } from '../../shared/addresses.ts';
 import { REASONS, GSTATS, type GlobalStat, type Reason } from '../../shared/reasons.ts';
 import type { Protocol } from '../../shared/desired-state.ts';
-import { BpfObject } from '../bpf/object.ts';
+import { BpfObject, type MapSpec } from '../bpf/object.ts';
 import type { BpfMap } from '../bpf/map.ts';
 import {
   backend as encodeBackend, balancerConfig, counter as encodeCounter, decodeBackend, decodeVip4Key, decodeVip6Key,
   decodeVipMeta, sumCounters, u32, vip4Key, vip6Key, vipAddr4, vipAddr6, vipMeta, IPPROTO_TCP, IPPROTO_UDP,
-  type BalancerConfig, type Counter,
+  RING_CHUNK, type BalancerConfig, type Counter, type VipMeta,
 } from '../bpf/abi.ts';
 import { addressSlotsFor, type SlotWrite } from './address-table.ts';
+import { mapArrayWords } from '../bpf/mmap.ts';
 import type { RingWrite } from './plan.ts';
 
 export const BALANCER_MAPS = [
@@ -41,6 +42,27 @@ export type VipEntry = { address: string; port: number; protocol: number; id: nu
 
 const ZERO_COUNTER = encodeCounter({ packets: 0n, bytes: 0n });
 
+/** Sizes the object's maps, writes its .rodata configuration and pin paths: everything before load. */
+export function prepareBalancerObject(object: BpfObject, options: BalancerLoadOptions): void {
+  const { limits, config } = options;
+  const addressSlots = addressSlotsFor(limits.maxVips);
+  object.setRodata(balancerConfig({ ...config, addrSlotBits: Math.log2(addressSlots) }));
+  object.setMaxEntries('ring', Math.ceil((limits.maxVips * config.ringSize) / RING_CHUNK));
+  object.setMaxEntries('vip_stats', limits.maxVips);
+  object.setMaxEntries('vip_state', limits.maxVips);
+  object.setMaxEntries('vips_v4', limits.maxVips);
+  object.setMaxEntries('vips_v6', limits.maxVips);
+  object.setMaxEntries('vip_addrs_v4', addressSlots);
+  object.setMaxEntries('vip_addrs_v6', addressSlots);
+  object.setMaxEntries('backends', limits.maxBackends);
+  object.setMaxEntries('backend_stats', limits.maxBackends);
+  object.setMaxEntries('conn_v4', limits.connTableSize);
+  object.setMaxEntries('conn_v6', limits.connTableSize);
+  if (options.pinDir !== undefined) {
+    for (const name of BALANCER_MAPS) object.setPinPath(name, join(options.pinDir, name));
+  }
+}
+
 export class BalancerProgram {
   readonly object: BpfObject;
   readonly progFd: number;
@@ -59,30 +81,29 @@ export class BalancerProgram {
   }
 
   static load(options: BalancerLoadOptions): BalancerProgram {
-    const { limits, config } = options;
     const object = BpfObject.open(options.objectPath);
-    const addressSlots = addressSlotsFor(limits.maxVips);
     try {
-      object.setRodata(balancerConfig({ ...config, addrSlotBits: Math.log2(addressSlots) }));
-      object.setMaxEntries('ring', limits.maxVips * config.ringSize);
-      object.setMaxEntries('vip_stats', limits.maxVips);
-      object.setMaxEntries('vip_state', limits.maxVips);
-      object.setMaxEntries('vips_v4', limits.maxVips);
-      object.setMaxEntries('vips_v6', limits.maxVips);
-      object.setMaxEntries('vip_addrs_v4', addressSlots);
-      object.setMaxEntries('vip_addrs_v6', addressSlots);
-      object.setMaxEntries('backends', limits.maxBackends);
-      object.setMaxEntries('backend_stats', limits.maxBackends);
-      object.setMaxEntries('conn_v4', limits.connTableSize);
-      object.setMaxEntries('conn_v6', limits.connTableSize);
-      if (options.pinDir !== undefined) {
-        for (const name of BALANCER_MAPS) object.setPinPath(name, join(options.pinDir, name));
-      }
+      prepareBalancerObject(object, options);
       object.load();
-      return new BalancerProgram(object, config.ringSize, limits);
+      return new BalancerProgram(object, options.config.ringSize, options.limits);
     } catch (err) {
       object.close();
       throw err;
+    }
+  }
+
+  /**
+   * The map definitions load() would create (type, sizes, flags, max_entries), without
+   * loading anything: the loader compares them with maps already pinned, so a pinned
+   * map that no longer fits is reported in words before libbpf refuses it.
+   */
+  static mapSpecs(options: BalancerLoadOptions): Record<BalancerMapName, MapSpec> {
+    const object = BpfObject.open(options.objectPath);
+    try {
+      prepareBalancerObject(object, options);
+      return Object.fromEntries(BALANCER_MAPS.map((name) => [name, object.mapSpec(name)])) as Record<BalancerMapName, MapSpec>;
+    } finally {
+      object.close();
     }
   }
 
@@ -102,13 +123,32 @@ export class BalancerProgram {
     this.maps.backends.updateBatch(ids.map(u32), ids.map(() => encodeBackend(null)));
   }
 
+  /** Writes ring slots straight into the mmapped ring map (see bpf/mmap.ts). The
+   * mapping lives only for the call, so rings never count in the agent's memory. */
   writeRing(write: RingWrite): void {
-    const base = write.vipId * this.ringSize;
-    const [indices, values] = write.kind === 'full' ? [null, write.ring] : [write.delta.indices, write.delta.values];
-    const count = values.length;
-    const keys = new Uint32Array(count);
-    for (let i = 0; i < count; i++) keys[i] = base + (indices === null ? i : indices[i]!);
-    this.maps.ring.updateBatchContiguous(Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength), Buffer.from(values.buffer, values.byteOffset, values.byteLength), count);
+    this.withRingMemory(write.vipId, (slots) => {
+      if (write.kind === 'full') {
+        slots.set(write.ring);
+        return;
+      }
+      const { indices, values } = write.delta;
+      for (let i = 0; i < indices.length; i++) slots[indices[i]!] = values[i]!;
+    });
+  }
+
+  readRing(vipId: number): Uint32Array {
+    return this.withRingMemory(vipId, (slots) => slots.slice());
+  }
+
+  /** fn gets the VIP's ring slots as memory. ring_chunk has no padding, so slot i of
+   * the whole ring map is u32 word i. */
+  private withRingMemory<T>(vipId: number, fn: (slots: Uint32Array) => T): T {
+    const memory = mapArrayWords(this.maps.ring, vipId * this.ringSize, this.ringSize);
+    try {
+      return fn(memory.u32);
+    } finally {
+      memory.unmap();
+    }
   }
 
   /** vip_state first, then the lookup entry: a table hit never sees a gen the VIP lacks. */
@@ -122,6 +162,16 @@ export class BalancerProgram {
   deleteVip(vip: VipEntry): void {
     this.vipMap(vip.address).delete(this.vipKey(vip));
     this.maps.vip_state.update(u32(vip.id), vipMeta({ flags: 0, vipId: vip.id, gen: 0 }));
+  }
+
+  /** Only the lookup entry (adopt.ts removes entries it cannot adopt; vip_state is its own business). */
+  deleteVipEntry(vip: Pick<VipEntry, 'address' | 'port' | 'protocol'>): void {
+    this.vipMap(vip.address).delete(this.vipKey(vip));
+  }
+
+  /** Only vip_state[id] (adopt.ts repairs it to agree with the VIP entries). */
+  writeVipState(meta: VipMeta): void {
+    this.maps.vip_state.update(u32(meta.vipId), vipMeta(meta));
   }
 
   /** Writes VIP address table slots in the order given (address-table.ts orders them). */
@@ -186,10 +236,6 @@ export class BalancerProgram {
     return out;
   }
 
-  readRing(vipId: number): Uint32Array {
-    return this.maps.ring.lookupRange(vipId * this.ringSize, this.ringSize);
-  }
-
   private counterAt(map: BpfMap, index: number): Counter {
     const perCpu = map.lookupPerCpu(u32(index));
     return perCpu === undefined ? { packets: 0n, bytes: 0n } : sumCounters(perCpu);
@@ -199,7 +245,7 @@ export class BalancerProgram {
     return addressFamily(address) === 4 ? this.maps.vips_v4 : this.maps.vips_v6;
   }
 
-  private vipKey(vip: VipEntry): Buffer {
+  private vipKey(vip: Pick<VipEntry, 'address' | 'port' | 'protocol'>): Buffer {
     const key = { addr: vip.address, port: vip.port, proto: vip.protocol };
     return addressFamily(vip.address) === 4 ? vip4Key(key) : vip6Key(key);
   }
