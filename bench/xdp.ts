@@ -169,6 +169,9 @@ function report(r: Results): void {
       scenario: name,
       ns,
       'ns - floor': round1(over),
+      // Katran's figures come from a machine whose empty program took 43 ns; this one's
+      // floor differs run to run. A rough cross-machine view scales by the floors.
+      'scaled to floor 43': round1((over * KATRAN.floor) / r.floor_ns),
       'round min..max': r.spread[name] ? `${r.spread[name][0]}..${r.spread[name][1]}` : '',
       'target (<=)': target === undefined ? 'report' : round1(target),
       met: target === undefined ? '' : over <= target ? 'yes' : 'NO',
