@@ -72,7 +72,7 @@ function program(balancer: BalancerProgram): void {
     { address: VIP6, port: 443, protocol: 6, id: 3, flags: 0, gen: 1 },
   ];
   for (const vip of vips) {
-    balancer.writeRing({ kind: 'full', vipId: vip.id, ring });
+    balancer.writeRing({ vipId: vip.id, ring });
     balancer.writeVip(vip);
   }
   balancer.writeAddressSlots(new AddressTable(4, balancer.addressSlots).upsert(VIP4, 1, 1));

@@ -379,7 +379,7 @@ export class Agent {
     let next: ProgrammedState;
     try {
       if (this.#adopted) {
-        const matched = reconcileAdopted(current, desired, ringSize);
+        const matched = reconcileAdopted(current, desired, ringSize, (vipId) => dp.balancer.readRing(vipId));
         current = matched.state;
         this.#state = current;
         this.#adopted = false;
@@ -411,12 +411,7 @@ export class Agent {
     return desired.vips.map((vip) => {
       const key = vipKey(vip);
       const programmed = state.vips.get(key)!;
-      let digest = this.#digests.get(programmed.ring);
-      if (digest === undefined) {
-        digest = ringKeyDigest(programmed.ring, vip.backends.map((b) => ({ id: state.backends.get(b.address)!, key: b.address, weight: b.weight })));
-        this.#digests.set(programmed.ring, digest);
-      }
-      return { name: vip.name, key, ringDigest: digest, backends: vip.backends.length };
+      return { name: vip.name, key, ringDigest: programmed.ringDigest, backends: vip.backends.length };
     });
   }
 }

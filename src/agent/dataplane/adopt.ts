@@ -195,7 +195,7 @@ export function adoptBalancer(balancer: BalancerProgram): AdoptResult {
       id: entry.id,
       flags: entry.flags,
       gen: entry.gen,
-      ring: balancer.readRing(entry.id),
+      ringDigest: '',
       backendsSignature: ADOPTED_SIGNATURE,
     });
   }
@@ -233,10 +233,13 @@ export type ReconciledAdoption = {
  * itself is the judge (run on the VIPs both sides share), so the signature and the
  * ring are exactly what a plan would produce. Pure compute.
  */
-export function reconcileAdopted(adopted: ProgrammedState, desired: NodeDesiredState, ringSize: number): ReconciledAdoption {
+export function reconcileAdopted(adopted: ProgrammedState, desired: NodeDesiredState, ringSize: number,
+  ringInMap: (vipId: number) => Uint32Array): ReconciledAdoption {
   const shared = desired.vips.filter((v) => adopted.vips.has(vipKey(v)));
   const trial = plan(adopted, { ...desired, vips: shared }, ringSize);
-  const rewritten = new Set(trial.writeRings.map((w) => w.vipId));
+  // Adopted VIPs have no signature, so the trial rebuilds every shared ring; those equal
+  // to what the map holds are adopted as planned.
+  const rewritten = new Set(trial.writeRings.filter((w) => !sameRing(w.ring, ringInMap(w.vipId))).map((w) => w.vipId));
 
   const vips = new Map<string, ProgrammedVip>();
   const identical: string[] = [];
@@ -247,13 +250,19 @@ export function reconcileAdopted(adopted: ProgrammedState, desired: NodeDesiredS
     if (planned === undefined) {
       unwanted.push(key);
       vips.set(key, vip);
-    } else if (!rewritten.has(vip.id) && planned.ring.length === vip.ring.length) {
+    } else if (!rewritten.has(vip.id)) {
       identical.push(key);
-      vips.set(key, { ...vip, name: planned.name, backendsSignature: planned.backendsSignature });
+      vips.set(key, { ...vip, name: planned.name, backendsSignature: planned.backendsSignature, ringDigest: planned.ringDigest });
     } else {
       differing.push(key);
       vips.set(key, { ...vip, name: planned.name });
     }
   }
   return { state: { ...adopted, vips }, identical, differing, unwanted };
+}
+
+function sameRing(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

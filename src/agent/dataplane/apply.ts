@@ -31,9 +31,9 @@ export type ApplyCounts = {
   backendCounterResets: number;
   addressSlotsCleared: number;
   backendsWritten: number;
-  ringsWrittenFull: number;
-  ringsWrittenDelta: number;
-  /** Ring slots written, over all rings (a full ring counts every slot). */
+  /** Rings the plan rebuilt (new VIPs, changed backends or weights). */
+  ringsRebuilt: number;
+  /** Ring slots whose value changed in the map, over all rings. */
   ringSlotsWritten: number;
   vipsWritten: number;
   addressSlotsWritten: number;
@@ -55,8 +55,8 @@ export type ApplyResult =
 
 export function zeroCounts(): ApplyCounts {
   return {
-    vipCounterResets: 0, backendCounterResets: 0, addressSlotsCleared: 0, backendsWritten: 0, ringsWrittenFull: 0,
-    ringsWrittenDelta: 0, ringSlotsWritten: 0, vipsWritten: 0, addressSlotsWritten: 0, vipsDeleted: 0, backendsCleared: 0,
+    vipCounterResets: 0, backendCounterResets: 0, addressSlotsCleared: 0, backendsWritten: 0, ringsRebuilt: 0,
+    ringSlotsWritten: 0, vipsWritten: 0, addressSlotsWritten: 0, vipsDeleted: 0, backendsCleared: 0,
   };
 }
 
@@ -87,14 +87,8 @@ export function applyPlan(balancer: BalancerProgram, plan: Plan): ApplyResult {
     },
     writeRings: () => {
       for (const write of plan.writeRings) {
-        balancer.writeRing(write);
-        if (write.kind === 'full') {
-          counts.ringsWrittenFull++;
-          counts.ringSlotsWritten += write.ring.length;
-        } else {
-          counts.ringsWrittenDelta++;
-          counts.ringSlotsWritten += write.delta.indices.length;
-        }
+        counts.ringSlotsWritten += balancer.writeRing(write);
+        counts.ringsRebuilt++;
       }
     },
     writeVips: () => {

@@ -3,6 +3,7 @@
 // of the agent goes through here, so the ABI encoding lives in one place.
 import { join } from 'node:path';
 import { addressFamily } from '../../shared/addresses.ts';
+import { FulcrumError } from '../../shared/errors.ts';
 import { REASONS, GSTATS, type GlobalStat, type Reason } from '../../shared/reasons.ts';
 import type { Protocol } from '../../shared/desired-state.ts';
 import { BpfObject, type MapSpec } from '../bpf/object.ts';
@@ -125,14 +126,22 @@ export class BalancerProgram {
 
   /** Writes ring slots straight into the mmapped ring map (see bpf/mmap.ts). The
    * mapping lives only for the call, so rings never count in the agent's memory. */
-  writeRing(write: RingWrite): void {
-    this.withRingMemory(write.vipId, (slots) => {
-      if (write.kind === 'full') {
-        slots.set(write.ring);
-        return;
+  /** Stores a VIP's ring, writing only the slots that differ from what the map holds
+   * (each an atomic aligned store). Returns how many slots changed. */
+  writeRing(write: RingWrite): number {
+    if (write.ring.length !== this.ringSize) {
+      throw new FulcrumError('ERR_INTERNAL', `a ring of ${write.ring.length} slots for a program built for ${this.ringSize}`);
+    }
+    return this.withRingMemory(write.vipId, (slots) => {
+      const ring = write.ring;
+      let changed = 0;
+      for (let i = 0; i < ring.length; i++) {
+        if (slots[i] !== ring[i]) {
+          slots[i] = ring[i]!;
+          changed++;
+        }
       }
-      const { indices, values } = write.delta;
-      for (let i = 0; i < indices.length; i++) slots[indices[i]!] = values[i]!;
+      return changed;
     });
   }
 

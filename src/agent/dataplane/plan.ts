@@ -9,15 +9,15 @@
 import { addressFamily } from '../../shared/addresses.ts';
 import { FulcrumError } from '../../shared/errors.ts';
 import { vipKey, type NodeDesiredState, type Vip } from '../../shared/desired-state.ts';
-import { buildMaglevRing, ringDelta, type RingDelta } from './maglev.ts';
+import { buildMaglevRing, ringKeyDigest } from './maglev.ts';
 import { ADDRESS_FLAGS, VIP_FLAGS, nextGen, type IdPool, type ProgrammedState, type ProgrammedVip } from './state.ts';
 import type { SlotWrite } from './address-table.ts';
 
 export type BackendWrite = { readonly id: number; readonly address: string };
 
-export type RingWrite =
-  | { readonly kind: 'full'; readonly vipId: number; readonly ring: Uint32Array }
-  | { readonly kind: 'delta'; readonly vipId: number; readonly delta: RingDelta };
+/** A VIP's new ring. Writing it (balancer.ts) compares it with what the ring map holds
+ * and stores only the slots that differ, so a one-backend change writes ~1/N of it. */
+export type RingWrite = { readonly vipId: number; readonly ring: Uint32Array };
 
 export type VipWrite = Pick<ProgrammedVip, 'key' | 'address' | 'family' | 'port' | 'protocol' | 'id' | 'flags' | 'gen'>;
 
@@ -141,18 +141,12 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     // the VIP stops (or starts) using the table.
     const tableUseChanged = previous !== undefined && (previous.flags & VIP_FLAGS.lruBypass) !== (flags & VIP_FLAGS.lruBypass);
     const gen = previous === undefined || tableUseChanged ? (lastGen = nextGen(lastGen)) : previous.gen;
-    let ring = previous?.ring;
-    if (previous === undefined || previous.backendsSignature !== signature || previous.ring.length !== ringSize) {
-      ring = buildMaglevRing(
-        vip.backends.map((b) => ({ id: backends.get(b.address)!, key: b.address, weight: b.weight })),
-        ringSize,
-      );
-      if (previous === undefined || previous.ring.length !== ringSize) {
-        writeRings.push({ kind: 'full', vipId: id, ring });
-      } else {
-        const delta = ringDelta(previous.ring, ring);
-        if (delta.indices.length > 0) writeRings.push({ kind: 'delta', vipId: id, delta });
-      }
+    let ringDigest = previous?.ringDigest ?? '';
+    if (previous === undefined || previous.backendsSignature !== signature) {
+      const members = vip.backends.map((b) => ({ id: backends.get(b.address)!, key: b.address, weight: b.weight }));
+      const ring = buildMaglevRing(members, ringSize);
+      ringDigest = ringKeyDigest(ring, members);
+      writeRings.push({ vipId: id, ring });
     }
     const programmed: ProgrammedVip = {
       key,
@@ -164,7 +158,7 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
       id,
       flags,
       gen,
-      ring: ring!,
+      ringDigest,
       backendsSignature: signature,
     };
     vips.set(key, programmed);

@@ -25,7 +25,10 @@ export type ProgrammedVip = {
   readonly id: number;         // vip_id: ring base and vip_stats index
   readonly flags: number;      // VIP_FLAGS
   readonly gen: number;        // changes when the id gets a new VIP: stale table entries stop matching
-  readonly ring: Uint32Array;  // what the ring map holds for this VIP
+  /** ringKeyDigest of the ring (comparable across nodes); '' until known after adoption.
+   * The ring itself is not kept: the ring map is the truth, and holding every ring
+   * here would double the agent's memory (134 MB for 512 VIPs × 65537 slots). */
+  readonly ringDigest: string;
   /** The (address, weight) set the ring was built from, to skip unchanged rings. */
   readonly backendsSignature: string;
 };
