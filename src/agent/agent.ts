@@ -23,7 +23,6 @@ import { DecapDuties, type DecapResult } from './decap-duties.ts';
 import { adoptBalancer, reconcileAdopted, type AdoptResult } from './dataplane/adopt.ts';
 import { applyPlan, zeroCounts, type ApplyCounts, type ApplyStep } from './dataplane/apply.ts';
 import type { BalancerProgram } from './dataplane/balancer.ts';
-import { ringKeyDigest } from './dataplane/maglev.ts';
 import { isEmptyPlan, plan } from './dataplane/plan.ts';
 import type { ProgrammedState } from './dataplane/state.ts';
 import { AgentHttpServer, type ReadinessCheck } from './http.ts';

@@ -4,16 +4,21 @@
 // namespace (veth pairs are created with both ends inside lab namespaces). The
 // Registry remembers what was made so that cleanup removes all of it, also after a
 // failure, and sweepStale() removes what a killed earlier run left behind.
-import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FulcrumError } from '../shared/errors.ts';
 
 const run = promisify(execFile);
 
 export const NETNS_DIR = '/run/netns';
-/** Every lab namespace name starts with this, then the owning process id. */
+/** Every lab namespace name and BPF pin directory starts with this, then the owning process id. */
 export const LAB_PREFIX = 'fl';
+/** Lab runs pin under BPFFS_ROOT/<prefix>/, never under the product's default /sys/fs/bpf/fulcrum. */
+export const BPFFS_ROOT = '/sys/fs/bpf';
+/** `fl<pid><tag>` followed by `-role` (namespaces) or nothing (pin directories). */
+const LAB_NAME = /^fl(\d+)[a-z0-9]*(?:-|$)/;
 
 export async function sh(cmd: string, args: readonly string[], options: { allowFail?: boolean } = {}): Promise<string> {
   try {
@@ -48,13 +53,28 @@ export function nsSpawn(name: string, argv: readonly string[], options: SpawnOpt
 
 export type Veth = { readonly a: { ns: string; name: string }; readonly b: { ns: string; name: string } };
 
+/** Sets sysctls inside a namespace (`sysctl -w` through nsenter writes the entered
+ * namespace's /proc/sys/net, which is per network namespace). */
+export async function nsSysctl(name: string, settings: Readonly<Record<string, string | number>>): Promise<void> {
+  const args = Object.entries(settings).map(([key, value]) => `${key}=${value}`);
+  if (args.length > 0) await nsExec(name, ['sysctl', '-q', '-w', ...args]);
+}
+
 /** What one lab run created, removed in reverse by cleanup(). */
 export class Registry {
   readonly prefix: string;
   private readonly namespaces: string[] = [];
+  private readonly pinDirs: string[] = [];
 
   constructor(tag: string) {
     this.prefix = `${LAB_PREFIX}${process.pid}${tag}`;
+  }
+
+  /** The run's own directory on the BPF filesystem (agents pin below it); removed by cleanup(). */
+  pinDir(): string {
+    const dir = join(BPFFS_ROOT, this.prefix);
+    if (!this.pinDirs.includes(dir)) this.pinDirs.push(dir);
+    return dir;
   }
 
   /** Namespace names are short: interface-safe and under the 15-byte link limit. */
@@ -74,25 +94,57 @@ export class Registry {
     return { a, b };
   }
 
-  /** Deleting a namespace deletes its links; veth peers go with them. */
+  /** Deleting a namespace deletes its links; veth peers go with them. Processes go
+   * first (they would keep the namespace alive), pins last (unpinning a link detaches
+   * its program; with the interfaces gone there is nothing left to detach from). */
   async cleanup(): Promise<void> {
-    for (const name of this.namespaces.splice(0).reverse()) {
+    // Each name leaves the list only once it is gone, so cleanupSync() (a process
+    // exit in the middle of this) still finds the rest.
+    for (const name of [...this.namespaces].reverse()) {
       await killNamespaceProcesses(name);
       await sh('ip', ['netns', 'del', name], { allowFail: true });
+      this.namespaces.splice(this.namespaces.indexOf(name), 1);
     }
+    for (const dir of this.pinDirs.splice(0)) removePinDir(dir);
   }
+
+  /** The same, synchronously: for process 'exit' handlers, where nothing async runs. */
+  cleanupSync(): void {
+    for (const name of this.namespaces.splice(0).reverse()) {
+      let pids: string[] = [];
+      try {
+        pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(/\s+/).filter(Boolean);
+      } catch {
+        pids = [];
+      }
+      for (const pid of pids) killQuietly(Number(pid));
+      try {
+        execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+    for (const dir of this.pinDirs.splice(0)) removePinDir(dir);
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** bpffs allows unlink and rmdir, so a recursive rm removes pinned maps, programs and links. */
+function removePinDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** Processes still running inside a namespace would keep it alive after `ip netns del`. */
 async function killNamespaceProcesses(name: string): Promise<void> {
   const pids = (await sh('ip', ['netns', 'pids', name], { allowFail: true })).split(/\s+/).filter(Boolean);
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  for (const pid of pids) killQuietly(Number(pid));
 }
 
 function processAlive(pid: number): boolean {
@@ -104,21 +156,34 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Removes namespaces left by lab runs whose process is gone (a crash, a SIGKILL). */
+/** The pid in a lab name, or null for names the lab did not make. */
+function labOwner(name: string): number | null {
+  const m = LAB_NAME.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** Removes namespaces and BPF pin directories left by lab runs whose process is gone
+ * (a crash, a SIGKILL). Returns what was removed. */
 export async function sweepStale(): Promise<string[]> {
-  let names: string[] = [];
-  try {
-    names = readdirSync(NETNS_DIR);
-  } catch {
-    return [];
-  }
   const removed: string[] = [];
-  for (const name of names) {
-    const m = /^fl(\d+)[a-z0-9]*-/.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+  for (const name of listNamespaces()) {
+    const owner = labOwner(name);
+    if (owner === null || processAlive(owner)) continue;
     await killNamespaceProcesses(name);
     await sh('ip', ['netns', 'del', name], { allowFail: true });
     removed.push(name);
+  }
+  let pinned: string[] = [];
+  try {
+    pinned = readdirSync(BPFFS_ROOT);
+  } catch {
+    pinned = [];
+  }
+  for (const name of pinned) {
+    const owner = labOwner(name);
+    if (owner === null || processAlive(owner)) continue;
+    removePinDir(join(BPFFS_ROOT, name));
+    removed.push(join(BPFFS_ROOT, name));
   }
   return removed;
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { applyPlan } from '../../src/agent/dataplane/apply.ts';
 import { ADOPTED_SIGNATURE, adoptBalancer, reconcileAdopted } from '../../src/agent/dataplane/adopt.ts';
-import { isEmptyPlan, plan, type Plan } from '../../src/agent/dataplane/plan.ts';
+import { buildRing, isEmptyPlan, plan, type Plan } from '../../src/agent/dataplane/plan.ts';
 import { emptyState, type ProgrammedState } from '../../src/agent/dataplane/state.ts';
 import { TestRunner, XDP_TX } from '../../src/agent/bpf/test-run.ts';
 import { u32, vip4Key, vipAddr4, vipMeta } from '../../src/agent/bpf/abi.ts';
@@ -63,7 +63,7 @@ test('apply writes exactly what the plan says, in one pass', rootOnly, () => {
   const vips = balancer.readVips().sort((a, b) => a.id - b.id);
   assert.deepEqual(vips.map((v) => [v.address, v.port, v.protocol, v.id, v.gen]), [['10.10.0.1', 80, 6, 0, 1], ['fd00:10::1', 53, 17, 1, 2]]);
   assert.deepEqual([...balancer.readBackends()].sort((a, b) => a[0] - b[0]).map(([, a]) => a), [...B4, 'fd00:1::1', 'fd00:1::2']);
-  for (const write of p.writeRings) assert.deepEqual(balancer.readRing(write.vipId), write.ring, `ring of VIP ${write.vipId}`);
+  for (const write of p.writeRings) assert.deepEqual(balancer.readRing(write.vipId), buildRing(write), `ring of VIP ${write.vipId}`);
 });
 
 test('apply reports counts of every kind of operation', rootOnly, () => {
@@ -94,7 +94,7 @@ test('a failed step stops the apply and says which step', rootOnly, () => {
   pins = pinRoot();
   const balancer = load();
   const p = plan(emptyState(LIMITS), baseState(), RING_SIZE);
-  const broken: Plan = { ...p, writeRings: [{ vipId: LIMITS.maxVips + 3, ring: new Uint32Array(RING_SIZE) }] };
+  const broken: Plan = { ...p, writeRings: [{ vipId: LIMITS.maxVips + 3, ringSize: RING_SIZE, members: [] }] };
   const result = applyPlan(balancer, broken);
   assert.equal(result.outcome, 'failed');
   if (result.outcome !== 'failed') return;
@@ -146,7 +146,7 @@ test('after a restart the adopted state plans nothing and the connection table k
   // The planner alone rebuilds the adopted rings, and writing them changes no slot ...
   const rebuilt = plan(state, baseState(), RING_SIZE);
   assert.equal(rebuilt.writeRings.length, programmed.vips.size);
-  for (const write of rebuilt.writeRings) assert.deepEqual(balancer.readRing(write.vipId), write.ring);
+  for (const write of rebuilt.writeRings) assert.deepEqual(balancer.readRing(write.vipId), buildRing(write));
   // ... and reconcileAdopted names the VIPs and takes the signatures up front.
   const matched = reconcileAdopted(state, baseState(), RING_SIZE, (id) => balancer.readRing(id));
   assert.deepEqual([...matched.identical].sort(), [...programmed.vips.keys()].sort());
@@ -187,7 +187,7 @@ test('after a restart, a changed desired state writes only the ring slots that d
   const applied = applyPlan(balancer, p);
   assert.equal(applied.outcome, 'applied');
   if (applied.outcome === 'applied') assert.ok(applied.counts.ringSlotsWritten >= owned && applied.counts.ringSlotsWritten < RING_SIZE / 2, `${applied.counts.ringSlotsWritten} slots written`);
-  assert.deepEqual(balancer.readRing(0), write.ring);
+  assert.deepEqual(balancer.readRing(0), buildRing(write));
   assert.ok(!balancer.readRing(0).includes(drained), 'the drained backend holds no slot');
 });
 

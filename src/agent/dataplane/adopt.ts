@@ -23,7 +23,7 @@ import { vipKey, type NodeDesiredState, type Protocol } from '../../shared/desir
 import { ABI_SIZES, decodeBackend, decodeVipAddr4, decodeVipAddr6, decodeVipMeta, IPPROTO_TCP, IPPROTO_UDP, type VipMeta } from '../bpf/abi.ts';
 import { AddressTable, candidateSlots, type AddressEntry } from './address-table.ts';
 import { type BalancerProgram, type VipEntry } from './balancer.ts';
-import { plan } from './plan.ts';
+import { buildRing, plan } from './plan.ts';
 import { ADDRESS_ID_LIMIT, poolFromUsed, type ProgrammedState, type ProgrammedVip } from './state.ts';
 
 /**
@@ -239,7 +239,7 @@ export function reconcileAdopted(adopted: ProgrammedState, desired: NodeDesiredS
   const trial = plan(adopted, { ...desired, vips: shared }, ringSize);
   // Adopted VIPs have no signature, so the trial rebuilds every shared ring; those equal
   // to what the map holds are adopted as planned.
-  const rewritten = new Set(trial.writeRings.filter((w) => !sameRing(w.ring, ringInMap(w.vipId))).map((w) => w.vipId));
+  const rewritten = new Set(trial.writeRings.filter((w) => !sameRing(buildRing(w), ringInMap(w.vipId))).map((w) => w.vipId));
 
   const vips = new Map<string, ProgrammedVip>();
   const identical: string[] = [];

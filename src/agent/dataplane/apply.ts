@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { FulcrumError } from '../../shared/errors.ts';
 import { PROTOCOL_NUMBER, type BalancerProgram, type VipEntry } from './balancer.ts';
-import type { Plan, VipWrite } from './plan.ts';
+import { buildRing, type Plan, type VipWrite } from './plan.ts';
 
 /** The steps of an apply, in the order they run. */
 export const APPLY_STEPS = [
@@ -87,7 +87,7 @@ export function applyPlan(balancer: BalancerProgram, plan: Plan): ApplyResult {
     },
     writeRings: () => {
       for (const write of plan.writeRings) {
-        counts.ringSlotsWritten += balancer.writeRing(write);
+        counts.ringSlotsWritten += balancer.writeRing({ vipId: write.vipId, ring: buildRing(write) });
         counts.ringsRebuilt++;
       }
     },

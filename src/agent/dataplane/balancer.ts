@@ -15,7 +15,8 @@ import {
 } from '../bpf/abi.ts';
 import { addressSlotsFor, type SlotWrite } from './address-table.ts';
 import { mapArrayWords } from '../bpf/mmap.ts';
-import type { RingWrite } from './plan.ts';
+/** A VIP's ring content, as writeRing stores it. */
+export type RingContent = { readonly vipId: number; readonly ring: Uint32Array };
 
 export const BALANCER_MAPS = [
   'vips_v4', 'vips_v6', 'vip_state', 'vip_addrs_v4', 'vip_addrs_v6', 'ring', 'backends', 'conn_v4', 'conn_v6',
@@ -128,7 +129,7 @@ export class BalancerProgram {
    * mapping lives only for the call, so rings never count in the agent's memory. */
   /** Stores a VIP's ring, writing only the slots that differ from what the map holds
    * (each an atomic aligned store). Returns how many slots changed. */
-  writeRing(write: RingWrite): number {
+  writeRing(write: RingContent): number {
     if (write.ring.length !== this.ringSize) {
       throw new FulcrumError('ERR_INTERNAL', `a ring of ${write.ring.length} slots for a program built for ${this.ringSize}`);
     }

@@ -509,3 +509,14 @@ function littleEndianBytes(words: Uint32Array): Uint8Array {
   for (let i = 0; i < words.length; i++) view.setUint32(i * 4, words[i]!, true);
   return bytes;
 }
+
+/**
+ * A digest of what a ring is built from — ring size and the (key, weight) pairs that
+ * take slots — comparable across nodes like ringKeyDigest (same inputs, same ring on
+ * every node), but computed without building the ring, so the agent need not keep
+ * rings in memory to report them.
+ */
+export function ringInputsDigest(backends: readonly MaglevBackend[], ringSize: number): string {
+  const members = backends.filter((b) => b.weight > 0).map((b) => `${b.key}=${b.weight}`).sort();
+  return createHash('sha256').update(`maglev/v1/${ringSize}/${members.join(',')}`).digest('hex').slice(0, 16);
+}

@@ -9,15 +9,21 @@
 import { addressFamily } from '../../shared/addresses.ts';
 import { FulcrumError } from '../../shared/errors.ts';
 import { vipKey, type NodeDesiredState, type Vip } from '../../shared/desired-state.ts';
-import { buildMaglevRing, ringKeyDigest } from './maglev.ts';
+import { buildMaglevRing, ringInputsDigest, type MaglevBackend } from './maglev.ts';
 import { ADDRESS_FLAGS, VIP_FLAGS, nextGen, type IdPool, type ProgrammedState, type ProgrammedVip } from './state.ts';
 import type { SlotWrite } from './address-table.ts';
 
 export type BackendWrite = { readonly id: number; readonly address: string };
 
-/** A VIP's new ring. Writing it (balancer.ts) compares it with what the ring map holds
- * and stores only the slots that differ, so a one-backend change writes ~1/N of it. */
-export type RingWrite = { readonly vipId: number; readonly ring: Uint32Array };
+/** A VIP's ring to (re)build: its members. The ring itself is built when it is
+ * written (apply.ts), one at a time, so programming 512 rings never holds 512 rings in
+ * memory; writing compares it with what the ring map holds and stores only the slots
+ * that differ, so a one-backend change writes ~1/N of it. */
+export type RingWrite = { readonly vipId: number; readonly ringSize: number; readonly members: readonly MaglevBackend[] };
+
+export function buildRing(write: RingWrite): Uint32Array {
+  return buildMaglevRing(write.members, write.ringSize);
+}
 
 export type VipWrite = Pick<ProgrammedVip, 'key' | 'address' | 'family' | 'port' | 'protocol' | 'id' | 'flags' | 'gen'>;
 
@@ -144,9 +150,8 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     let ringDigest = previous?.ringDigest ?? '';
     if (previous === undefined || previous.backendsSignature !== signature) {
       const members = vip.backends.map((b) => ({ id: backends.get(b.address)!, key: b.address, weight: b.weight }));
-      const ring = buildMaglevRing(members, ringSize);
-      ringDigest = ringKeyDigest(ring, members);
-      writeRings.push({ vipId: id, ring });
+      ringDigest = ringInputsDigest(members, ringSize);
+      writeRings.push({ vipId: id, ringSize, members });
     }
     const programmed: ProgrammedVip = {
       key,
