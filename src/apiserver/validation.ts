@@ -121,7 +121,10 @@ export function prune(value: unknown, schema: Schema, path: string, unknown: str
   for (const [key, child] of Object.entries(value)) {
     const childPath = path === '' ? key : `${path}.${key}`;
     const childSchema = props?.[key] ?? (isObject(additional) ? (additional as Schema) : undefined);
-    if (embedded && EMBEDDED_KEEP.has(key) && childSchema === undefined) {
+    // apiVersion, kind and metadata of a resource are the server's, whatever the CRD's
+    // schema says of them (controller-gen CRDs declare `metadata: {type: object}`):
+    // ObjectMeta has its own rules, and pruning it against that stub would empty it.
+    if (embedded && EMBEDDED_KEEP.has(key)) {
       out[key] = child;
       continue;
     }

@@ -155,4 +155,28 @@ describe('apiserver CustomResourceDefinitions', () => {
     assert.ok(fields?.includes('metadata.name'));
     assert.ok(fields?.includes('spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule'));
   });
+
+  it('keeps ObjectMeta when the CRD schema declares metadata as a bare object (controller-gen style)', async () => {
+    const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const crd = {
+      apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'metathings.example.io' },
+      spec: {
+        group: 'example.io', scope: 'Namespaced', names: { plural: 'metathings', singular: 'metathing', kind: 'MetaThing' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: {
+          type: 'object',
+          properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+        } } }],
+      },
+    };
+    assert.equal((await post('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd)).status, 201);
+    const thing = { apiVersion: 'example.io/v1', kind: 'MetaThing', metadata: { name: 'kept', labels: { a: 'b' } }, spec: { size: 3 } };
+    const created = await waitFor(async () => {
+      const r = await post('/apis/example.io/v1/namespaces/default/metathings', thing);
+      return r.status === 201 ? await r.json() as { metadata: { name: string } } : undefined;
+    }, 'served');
+    assert.equal(created.metadata.name, 'kept');
+    const read = await (await fetch(`${server.url}/apis/example.io/v1/namespaces/default/metathings/kept`)).json() as { metadata: { labels: Record<string, string> }; spec: { size: number } };
+    assert.deepEqual(read.metadata.labels, { a: 'b' });
+    assert.equal(read.spec.size, 3);
+  });
 });
