@@ -75,7 +75,8 @@ function program(balancer: BalancerProgram): void {
     balancer.writeRing({ vipId: vip.id, ring });
     balancer.writeVip(vip);
   }
-  balancer.writeAddressSlots(new AddressTable(4, balancer.addressSlots).upsert(VIP4, 1, 1));
+  // VIP4 holds table VIPs and the LRU-bypass VIP: flags uses-table | has-bypass.
+  balancer.writeAddressSlots(new AddressTable(4, balancer.addressSlots).upsert(VIP4, 3, 1));
   balancer.writeAddressSlots(new AddressTable(6, balancer.addressSlots).upsert(VIP6, 1, 2));
 }
 

@@ -213,7 +213,10 @@ static __always_inline int process_l4(struct xdp_md *ctx, struct packet *pkt, __
 
 	src_word = source_word(pkt);
 	entropy = jhash_2words(src_word, ports_word(pkt), 0);
-	if ((addr_flags & ADDR_F_USES_TABLE) && !pkt->syn) {
+	/* Table first only where every VIP of the address uses the table: on an address
+	 * that also has LRU-bypass VIPs, the VIP lookup decides first, so bypass traffic
+	 * never pays for a table miss. */
+	if ((addr_flags & (ADDR_F_USES_TABLE | ADDR_F_HAS_BYPASS)) == ADDR_F_USES_TABLE && !pkt->syn) {
 		struct selection sel = {};
 
 		table_read = 1;

@@ -21,6 +21,7 @@
 
 /* VIP address flags (struct vip_addr4/6.flags). */
 #define ADDR_F_USES_TABLE  (1u << 0) /* some VIP on this address uses the connection table */
+#define ADDR_F_HAS_BYPASS  (1u << 1) /* some VIP on this address bypasses it: look the VIP up first */
 
 /* Load-time configuration flags (struct balancer_config.flags). */
 #define CFG_F_FIB_LOOKUP   (1u << 0) /* next-hop MAC from the kernel FIB instead of nexthop_mac */

@@ -4,7 +4,7 @@
  * Order, chosen for speed on the common paths:
  *   1. VIP address table (two inlined array reads): not a VIP address → pass. This is
  *      all non-VIP traffic pays.
- *   2. Established flows on addresses whose VIPs use the connection table: the table
+ *   2. Established flows on addresses whose VIPs all use the connection table: the table
  *      first; a hit is checked against vip_state[vip_id].gen and skips the VIP lookup.
  *   3. Otherwise (a SYN, a miss, an LRU-bypass VIP): the VIP lookup, then the ring.
  * TCP SYN policy: a SYN never reads the table (a new connection follows the current

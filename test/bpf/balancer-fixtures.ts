@@ -203,6 +203,11 @@ const connFixtures: Fixture[] = [
     setup: [{ kind: 'conn', vip: 'conn4', src: CLIENT4, sport: 44002, backend: BACKENDS.b4a.id, age: 'fresh', gen: 7 }],
   },
   {
+    name: 'table first (address without LRU-bypass VIPs): an entry of another gen is not used',
+    input: tcp6(conn6, 80, { sport: 44003 }), verdict: 'XDP_TX', vip: 'conn6', backend: 'b6a', conn: 'miss',
+    setup: [{ kind: 'conn', vip: 'conn6', src: CLIENT6, sport: 44003, backend: BACKENDS.b6b.id, age: 'fresh', gen: 7 }],
+  },
+  {
     name: 'IPv6: an established flow keeps its backend',
     input: tcp6(conn6, 80, { sport: 44000 }), verdict: 'XDP_TX', vip: 'conn6', backend: 'b6b', conn: 'hit',
     setup: [{ kind: 'conn', vip: 'conn6', src: CLIENT6, sport: 44000, backend: BACKENDS.b6b.id, age: 'fresh' }],

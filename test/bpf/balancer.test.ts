@@ -44,8 +44,8 @@ before(() => {
       // An id outside vip_state and the ring: only the lookup entry can hold it.
       balancer.maps.vips_v4.update(vip4Key({ addr: vip.address, port: vip.port, proto: entry.protocol }), vipMeta({ flags: 0, vipId: vip.id, gen: VIP_GEN }));
     }
-    const usesTable = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 : 0;
-    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | usesTable);
+    const flag = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 /* uses table */ : 2 /* has bypass */;
+    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | flag);
   }
   const tables = { 4: new AddressTable(4, balancer.addressSlots), 6: new AddressTable(6, balancer.addressSlots) };
   for (const [address, flags] of addressFlags) {

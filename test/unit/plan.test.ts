@@ -85,7 +85,7 @@ test('switching a VIP to LRU bypass gives it a new gen and clears its address ta
   const { plans } = applyAll({ vips: [web(three)] }, { vips: [web(three, { lruBypass: true })] });
   const second = plans[1]!;
   assert.deepEqual(second.writeVips.map((v) => [v.flags, v.gen]), [[2, 2]]);
-  assert.deepEqual(second.addAddresses.map((w) => w.entry), [{ address: '192.0.2.10', flags: 0, id: 1 }]);
+  assert.deepEqual(second.addAddresses.map((w) => w.entry), [{ address: '192.0.2.10', flags: 2, id: 1 }]);
 });
 
 test('removing a VIP deletes it and its address, then clears its now unused backends', () => {

@@ -28,6 +28,7 @@ export const VIP_F_ENCAP_GUE = 1 << 2;
 
 /** struct vip_addr4/6.flags */
 export const ADDR_F_USES_TABLE = 1 << 0;
+export const ADDR_F_HAS_BYPASS = 1 << 1;
 
 /** struct balancer_config.flags */
 export const CFG_F_FIB_LOOKUP = 1 << 0;

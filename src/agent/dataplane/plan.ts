@@ -178,11 +178,12 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     }
   }
 
-  // Address flags: "uses the table" when any VIP on the address does.
+  // Address flags: "uses the table" when any VIP on the address does, "has bypass"
+  // when any bypasses it (the data plane then looks the VIP up before the table).
   const wantedAddresses = new Map<string, number>();
   for (const vip of desired.vips) {
-    const uses = vip.lruBypass ? 0 : ADDRESS_FLAGS.usesTable;
-    wantedAddresses.set(vip.address, (wantedAddresses.get(vip.address) ?? 0) | uses);
+    const flag = vip.lruBypass ? ADDRESS_FLAGS.hasBypass : ADDRESS_FLAGS.usesTable;
+    wantedAddresses.set(vip.address, (wantedAddresses.get(vip.address) ?? 0) | flag);
   }
   const addresses = { v4: current.addresses.v4.clone(), v6: current.addresses.v6.clone() };
   const removeAddresses: SlotWrite[] = [];

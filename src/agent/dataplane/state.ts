@@ -13,6 +13,7 @@ export const VIP_FLAGS = {
 
 export const ADDRESS_FLAGS = {
   usesTable: 1 << 0,
+  hasBypass: 1 << 1,
 } as const; // keep in sync with ADDR_F_* in bpf/include/consts.h
 
 export type ProgrammedVip = {
