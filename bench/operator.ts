@@ -1,0 +1,376 @@
+// Control-plane benchmark: the operator at scale against the in-process API server.
+//
+//   100 nodes (10 of them balancers), 500 LoadBalancerVips from a VipPool, 500 Services
+//   with one EndpointSlice each, 10,000 endpoints backed by 10,000 Pods spread over all
+//   nodes. Every balancer node carries every VIP; every node has decap duties.
+//
+//   resync_ms              operator start → every BalancerNode written in full
+//   change_to_written_ms   an EndpointSlice update → every BalancerNode it affects seen
+//                          rewritten through a watch (p50, p99 over the changes)
+//   rss_mb                 the operator process's resident memory (its peak sample)
+//
+// Three processes, so that each number is the operator's alone: the API server (child),
+// the operator (child), and this driver, which creates the objects, makes the changes
+// and watches BalancerNodes. Prints a table and writes bench/out/operator.json.
+//
+//   npm run bench:operator
+//   FULCRUM_BENCH_BALANCERS=100 FULCRUM_BENCH_CHANGES=300 npm run bench:operator
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
+import { pino } from 'pino';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { BalancerNode, LoadBalancerVip } from '../src/operator/api.ts';
+import { Informer } from '../src/operator/informer.ts';
+import { RESOURCES } from '../src/operator/kinds.ts';
+import type { EndpointSlice, KubeObject, Pod } from '../src/operator/kinds.ts';
+import { KubeClient } from '../src/operator/kube.ts';
+import { Operator } from '../src/operator/operator.ts';
+import { loadCrds } from '../test/operator/harness.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const NODES = Number(process.env['FULCRUM_BENCH_NODES'] ?? 100);
+const BALANCERS = Number(process.env['FULCRUM_BENCH_BALANCERS'] ?? 10);
+const VIPS = Number(process.env['FULCRUM_BENCH_VIPS'] ?? 500);
+const ENDPOINTS_PER_VIP = Number(process.env['FULCRUM_BENCH_ENDPOINTS_PER_VIP'] ?? 20);
+const CHANGES = Number(process.env['FULCRUM_BENCH_CHANGES'] ?? 250);
+const NS = 'bench';
+const TARGETS = { change_p99_ms: 1000, resync_ms: 30_000, rss_mb: 300 };
+
+const log = pino({ name: 'bench', level: process.env['FULCRUM_BENCH_LOG_LEVEL'] ?? 'warn' });
+
+type Message = { type: string; [k: string]: unknown };
+
+// ------------------------------------------------------------------ child roles
+
+async function serveApi(): Promise<void> {
+  const { startApiServer } = await import('../src/apiserver/index.ts');
+  const server = await startApiServer({ historyLimit: 5000 });
+  process.send!({ type: 'listening', kubeconfigPath: server.kubeconfigPath });
+  process.on('message', (m: Message) => {
+    if (m.type === 'stop') void server.stop().then(() => process.exit(0));
+  });
+}
+
+async function runOperator(kubeconfigPath: string): Promise<void> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  const operator = new Operator({
+    kubeConfig: kc, namespace: 'kube-system', leaderElect: false, identity: 'bench',
+    log: pino({ name: 'operator', level: process.env['FULCRUM_BENCH_OPERATOR_LOG_LEVEL'] ?? 'warn' }),
+  });
+  process.on('message', (m: Message) => {
+    if (m.type === 'go') void operator.start();
+    if (m.type === 'rss') {
+      if (m['gc'] === true) (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
+      process.send!({ type: 'rss', rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers });
+    }
+    if (m.type === 'stop') {
+      // FULCRUM_BENCH_HEAPSNAPSHOT=1: what the operator holds at the end, for a heap viewer.
+      if (process.env['FULCRUM_BENCH_HEAPSNAPSHOT'] === '1') writeHeapSnapshot(join(ROOT, 'bench', 'out', 'operator.heapsnapshot'));
+      void operator.stop().then(() => process.exit(0));
+    }
+  });
+  process.send!({ type: 'ready' });
+}
+
+// ------------------------------------------------------------------ driver helpers
+
+/** FULCRUM_BENCH_PROFILE=operator|apiserver writes a CPU profile of that child to bench/out/. */
+function child(role: string, args: string[] = []): ChildProcess {
+  const profile = process.env['FULCRUM_BENCH_PROFILE'] === role ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out')}`] : [];
+  // --expose-gc: the live-heap sample at the end; FULCRUM_BENCH_OPERATOR_FLAGS: V8 flags
+  // to try (e.g. the heap cap a Deployment sets through NODE_OPTIONS).
+  if (role === 'operator') profile.push('--expose-gc', ...(process.env['FULCRUM_BENCH_OPERATOR_FLAGS'] ?? '').split(' ').filter((f) => f !== ''));
+  return fork(import.meta.filename, [`--role=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...profile] });
+}
+
+function nextMessage(proc: ChildProcess, type: string): Promise<Message> {
+  return new Promise((resolve) => {
+    const on = (m: Message): void => {
+      if (m.type !== type) return;
+      proc.off('message', on);
+      resolve(m);
+    };
+    proc.on('message', on);
+  });
+}
+
+async function pooled<T>(items: readonly T[], concurrency: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await work(items[i]!, i);
+    }
+  }));
+}
+
+const pad = (n: number, w = 3): string => String(n).padStart(w, '0');
+const nodeName = (i: number): string => `node-${pad(i)}`;
+const podIp = (i: number): string => `10.${128 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, idx)]!;
+}
+
+// ------------------------------------------------------------------ driver
+
+async function drive(): Promise<void> {
+  const server = child('apiserver');
+  const { kubeconfigPath } = (await nextMessage(server, 'listening')) as unknown as { kubeconfigPath: string };
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  const client = new KubeClient(kc, { userAgent: 'fulcrum-bench' });
+  let operator: ChildProcess | undefined;
+  try {
+    await setUp(client);
+    operator = child('operator', [kubeconfigPath]);
+    await nextMessage(operator, 'ready');
+    const result = await measure(client, operator);
+    report(result);
+  } finally {
+    if (operator !== undefined) {
+      operator.send({ type: 'stop' });
+      await new Promise((r) => operator!.once('exit', r));
+    }
+    server.send({ type: 'stop' });
+    await new Promise((r) => server.once('exit', r));
+    client.close();
+  }
+}
+
+interface Fixture {
+  slices: EndpointSlice[];
+}
+const fixture: Fixture = { slices: [] };
+
+async function setUp(client: KubeClient): Promise<void> {
+  const started = Date.now();
+  const crdType = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false } as const;
+  for (const crd of loadCrds()) await client.create(crdType, crd);
+  for (;;) {
+    try {
+      await client.list(RESOURCES.balancerNodes, { limit: 1 });
+      await client.list(RESOURCES.loadBalancerVips, { limit: 1 });
+      await client.list(RESOURCES.vipPools, { limit: 1 });
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  await client.create(RESOURCES.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  await pooled(Array.from({ length: NODES }, (_, i) => i), 16, async (i) => {
+    await client.create(RESOURCES.nodes, { apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName(i), labels: i < BALANCERS ? { 'fulcrum.dev/balancer': 'true' } : {} } });
+  });
+  await client.create(RESOURCES.vipPools, { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'VipPool', metadata: { name: 'bench' }, spec: { addresses: ['198.18.0.0/20'] } } as KubeObject);
+  const vipIdx = Array.from({ length: VIPS }, (_, i) => i);
+  await pooled(vipIdx, 16, async (v) => {
+    await client.create(RESOURCES.services, { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${pad(v)}`, namespace: NS }, spec: { ports: [{ port: 80, protocol: 'TCP' }], selector: { app: `svc-${pad(v)}` } } } as KubeObject);
+  });
+  const total = VIPS * ENDPOINTS_PER_VIP;
+  const uids: string[] = new Array<string>(total);
+  await pooled(Array.from({ length: total }, (_, i) => i), 32, async (i) => {
+    const v = Math.floor(i / ENDPOINTS_PER_VIP);
+    const name = `svc-${pad(v)}-${pad(i % ENDPOINTS_PER_VIP, 2)}`;
+    const created = await client.create<Pod>(RESOURCES.pods, {
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name, namespace: NS, labels: { app: `svc-${pad(v)}` }, annotations: i % 10 === 0 ? { 'fulcrum.dev/weight': '2' } : {} },
+      spec: { nodeName: nodeName(i % NODES), containers: [{ name: 'c', image: 'app' }] } as Pod['spec'],
+    });
+    uids[i] = created.metadata.uid!;
+    await client.patch(RESOURCES.pods, name, NS, { status: { phase: 'Running', podIP: podIp(i), podIPs: [{ ip: podIp(i) }] } }, { subresource: 'status' });
+  });
+  fixture.slices = new Array<EndpointSlice>(VIPS);
+  await pooled(vipIdx, 16, async (v) => {
+    const endpoints = Array.from({ length: ENDPOINTS_PER_VIP }, (_, j) => {
+      const i = v * ENDPOINTS_PER_VIP + j;
+      return {
+        addresses: [podIp(i)], conditions: { ready: true, serving: true, terminating: false }, nodeName: nodeName(i % NODES),
+        targetRef: { kind: 'Pod', namespace: NS, name: `svc-${pad(v)}-${pad(j, 2)}`, uid: uids[i]! },
+      };
+    });
+    fixture.slices[v] = await client.create<EndpointSlice>(RESOURCES.endpointSlices, {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: `svc-${pad(v)}-abcde`, namespace: NS, labels: { 'kubernetes.io/service-name': `svc-${pad(v)}`, 'endpointslice.kubernetes.io/managed-by': 'bench' } },
+      addressType: 'IPv4', endpoints, ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+    });
+  });
+  await pooled(vipIdx, 16, async (v) => {
+    await client.create(RESOURCES.loadBalancerVips, {
+      apiVersion: 'fulcrum.dev/v1alpha1', kind: 'LoadBalancerVip', metadata: { name: `vip-${pad(v)}`, namespace: NS },
+      spec: { pool: 'bench', ports: [{ port: 80, protocol: 'TCP' }], backends: { service: `svc-${pad(v)}` } },
+    } as KubeObject);
+  });
+  log.warn({ ms: Date.now() - started, nodes: NODES, vips: VIPS, endpoints: total }, 'objects created');
+}
+
+interface Result {
+  resyncMs: number;
+  latencies: number[];
+  timeouts: number;
+  rssMb: number;
+  rssAfterResyncMb: number;
+  heapMb: number;
+  balancerNodeBytes: number;
+}
+
+async function measure(client: KubeClient, operator: ChildProcess): Promise<Result> {
+  // Watch BalancerNodes the way an agent would, and check predicates on every event.
+  const watcher = new Informer<BalancerNode>({ client, type: RESOURCES.balancerNodes, log, watchTimeoutSeconds: 3600 });
+  const waiters = new Set<{ check: (bn: BalancerNode) => boolean; done: () => void }>();
+  watcher.on((e) => {
+    if (e.type === 'deleted') return;
+    for (const w of [...waiters]) if (w.check(e.object)) {
+      waiters.delete(w);
+      w.done();
+    }
+  });
+  watcher.start();
+  await watcher.synced;
+  const rssSamples: number[] = [];
+  const sampleRss = async (gc = false): Promise<{ rss: number; heapUsed: number }> => {
+    const reply = nextMessage(operator, 'rss');
+    operator.send({ type: 'rss', gc });
+    const m = (await reply) as unknown as { rss: number; heapUsed: number; heapTotal: number; external: number };
+    rssSamples.push(m.rss);
+    log.info({ rssMb: m.rss >> 20, heapUsedMb: m.heapUsed >> 20, heapTotalMb: m.heapTotal >> 20, externalMb: m.external >> 20 }, 'operator memory');
+    return m;
+  };
+
+  // ---- resync: start → every node written in full
+  const total = VIPS * ENDPOINTS_PER_VIP;
+  const complete = (): boolean => {
+    if (watcher.size < NODES) return false;
+    let decap = 0;
+    for (const bn of watcher.values()) {
+      decap += bn.spec?.decap.length ?? 0;
+      const isBalancer = Number(bn.metadata.name.slice(5)) < BALANCERS;
+      if (isBalancer && (bn.spec?.vips.length !== VIPS || bn.spec.vips.some((v) => v.backends.length !== ENDPOINTS_PER_VIP))) return false;
+    }
+    return decap === total;
+  };
+  const t0 = performance.now();
+  const resynced = new Promise<void>((resolve) => {
+    const probe = { check: () => complete(), done: resolve };
+    waiters.add(probe);
+  });
+  operator.send({ type: 'go' });
+  const sampler = setInterval(() => void sampleRss(), 1000);
+  await resynced;
+  const resyncMs = performance.now() - t0;
+  const afterResync = await sampleRss();
+  log.warn({ resyncMs: Math.round(resyncMs) }, 'resynced');
+  // Let status writes and pool allocation settle before timing changes.
+  await new Promise((r) => setTimeout(r, 2000));
+
+  // ---- changes: one EndpointSlice update at a time
+  const latencies: number[] = [];
+  let timeouts = 0;
+  for (let k = 0; k < CHANGES; k++) {
+    const v = (k * 7) % VIPS;
+    const j = k % ENDPOINTS_PER_VIP;
+    const kind: 'out' | 'drain' = k % 2 === 0 ? 'out' : 'drain';
+    const sliceObj = fixture.slices[v]!;
+    const ep = sliceObj.endpoints![j]!;
+    ep.conditions = kind === 'out' ? { ready: false, serving: false, terminating: false } : { ready: false, serving: true, terminating: true };
+    const vipName = `${NS}/vip-${pad(v)}`;
+    const address = ep.addresses[0]!;
+    const podName = `${NS}/${ep.targetRef!.name}`;
+    const affected = new Map<string, (bn: BalancerNode) => boolean>();
+    for (let b = 0; b < BALANCERS; b++) {
+      affected.set(nodeName(b), (bn) => {
+        const entry = bn.spec?.vips.find((x) => x.name === vipName);
+        const backend = entry?.backends.find((x) => x.address === address);
+        return kind === 'out' ? entry !== undefined && backend === undefined : backend?.weight === 0;
+      });
+    }
+    if (kind === 'out') {
+      const host = ep.nodeName!;
+      const previous = affected.get(host);
+      affected.set(host, (bn) => (previous === undefined || previous(bn)) && !(bn.spec?.decap ?? []).some((d) => d.pod === podName));
+    }
+    const start = performance.now();
+    const pending = [...affected].map(([name, check]) => new Promise<void>((resolve) => {
+      const w = { check: (bn: BalancerNode) => bn.metadata.name === name && check(bn), done: resolve };
+      waiters.add(w);
+    }));
+    fixture.slices[v] = await client.replace<EndpointSlice>(RESOURCES.endpointSlices, sliceObj);
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000));
+    const outcome = await Promise.race([Promise.all(pending).then(() => 'ok' as const), timer]);
+    if (outcome === 'timeout') {
+      timeouts++;
+      waiters.clear();
+    } else {
+      latencies.push(performance.now() - start);
+    }
+  }
+  clearInterval(sampler);
+  // The live set: what the operator holds once garbage is collected.
+  const end = await sampleRss(true);
+  let bytes = 0;
+  for (const bn of watcher.values()) bytes = Math.max(bytes, JSON.stringify(bn.spec).length);
+  await watcher.stop();
+  return {
+    resyncMs, latencies: latencies.sort((a, b) => a - b), timeouts,
+    rssMb: Math.max(...rssSamples) / 2 ** 20, rssAfterResyncMb: afterResync.rss / 2 ** 20, heapMb: end.heapUsed / 2 ** 20,
+    balancerNodeBytes: bytes,
+  };
+}
+
+function report(r: Result): void {
+  const p50 = percentile(r.latencies, 50);
+  const p90 = percentile(r.latencies, 90);
+  const p99 = percentile(r.latencies, 99);
+  const max = r.latencies[r.latencies.length - 1] ?? NaN;
+  const out = {
+    config: { nodes: NODES, balancers: BALANCERS, vips: VIPS, endpoints: VIPS * ENDPOINTS_PER_VIP, changes: CHANGES },
+    resync_ms: Math.round(r.resyncMs),
+    change_to_written_ms: { p50: round1(p50), p90: round1(p90), p99: round1(p99), max: round1(max), n: r.latencies.length, timeouts: r.timeouts },
+    rss_mb: round1(r.rssMb),
+    rss_after_resync_mb: round1(r.rssAfterResyncMb),
+    heap_used_mb: round1(r.heapMb),
+    largest_balancernode_spec_bytes: r.balancerNodeBytes,
+    targets: TARGETS,
+    pass: { change_p99: p99 <= TARGETS.change_p99_ms && r.timeouts === 0, resync: r.resyncMs <= TARGETS.resync_ms, rss: r.rssMb <= TARGETS.rss_mb },
+    node: process.version,
+    date: new Date().toISOString(),
+  };
+  const rows: [string, string, string][] = [
+    ['resync_ms', String(out.resync_ms), `≤ ${TARGETS.resync_ms}`],
+    ['change_to_written_ms p50', String(out.change_to_written_ms.p50), ''],
+    ['change_to_written_ms p90', String(out.change_to_written_ms.p90), ''],
+    ['change_to_written_ms p99', String(out.change_to_written_ms.p99), `≤ ${TARGETS.change_p99_ms}`],
+    ['change_to_written_ms max', String(out.change_to_written_ms.max), ''],
+    ['changes measured / timed out', `${out.change_to_written_ms.n} / ${r.timeouts}`, ''],
+    ['rss_mb (peak)', String(out.rss_mb), `≤ ${TARGETS.rss_mb}`],
+    ['rss_mb after resync', String(out.rss_after_resync_mb), ''],
+    ['largest BalancerNode spec (bytes)', String(out.largest_balancernode_spec_bytes), ''],
+  ];
+  console.log(`\noperator benchmark: ${NODES} nodes (${BALANCERS} balancers), ${VIPS} VIPs, ${VIPS * ENDPOINTS_PER_VIP} endpoints, ${CHANGES} EndpointSlice changes\n`);
+  const w0 = Math.max(...rows.map((r0) => r0[0].length));
+  const w1 = Math.max(...rows.map((r0) => r0[1].length));
+  console.log(`${'metric'.padEnd(w0)}  ${'value'.padStart(w1)}  target`);
+  for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`);
+  mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'out', 'operator.json'), `${JSON.stringify(out, null, 2)}\n`);
+  console.log('\nwrote bench/out/operator.json');
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+// ------------------------------------------------------------------ entry
+
+const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
+if (role === 'apiserver') await serveApi();
+else if (role === 'operator') await runOperator(process.argv[process.argv.indexOf('--role=operator') + 1]!);
+else await drive();
+
+export type { LoadBalancerVip };

@@ -1,0 +1,276 @@
+// A small JSON client for the Kubernetes API on top of client-node's KubeConfig (which
+// owns credentials: certificates, tokens, exec plugins, TLS settings). Objects travel as
+// the wire JSON, for built-ins and custom resources alike; errors carry the API's
+// metav1.Status (code, reason) so callers can branch on 404 / 409 / 410.
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeObject, ResourceType } from './kinds.ts';
+
+export interface ApiStatus {
+  kind?: 'Status';
+  code?: number;
+  reason?: string;
+  message?: string;
+  details?: unknown;
+}
+
+/** A failed API call: `code` is the HTTP status, 0 when the request never got an answer. */
+export class KubeApiError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  readonly status: ApiStatus | undefined;
+
+  constructor(code: number, reason: string, message: string, status?: ApiStatus, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KubeApiError';
+    this.code = code;
+    this.reason = reason;
+    this.status = status;
+  }
+}
+
+export function isApiError(err: unknown, code?: number): err is KubeApiError {
+  return err instanceof KubeApiError && (code === undefined || err.code === code);
+}
+
+export const isNotFound = (err: unknown): boolean => isApiError(err, 404);
+export const isConflict = (err: unknown): boolean => isApiError(err, 409);
+export const isGone = (err: unknown): boolean => isApiError(err, 410);
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export type PatchType = 'merge' | 'json' | 'strategic';
+const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+};
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  /** A body already serialised as JSON (large objects composed from cached parts). */
+  rawBody?: string;
+  contentType?: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export function resourcePath(rt: ResourceType, namespace?: string, name?: string, subresource?: string): string {
+  let path = rt.group === '' ? `/api/${rt.version}` : `/apis/${rt.group}/${rt.version}`;
+  if (rt.namespaced && namespace !== undefined) path += `/namespaces/${encodeURIComponent(namespace)}`;
+  path += `/${rt.plural}`;
+  if (name !== undefined) path += `/${encodeURIComponent(name)}`;
+  if (subresource !== undefined) path += `/${subresource}`;
+  return path;
+}
+
+export class KubeClient {
+  private readonly kc: KubeConfig;
+  private readonly server: URL;
+  private readonly agent: http.Agent;
+  private readonly userAgent: string;
+  private readonly defaultTimeoutMs: number;
+
+  constructor(kc: KubeConfig, options: { userAgent?: string; timeoutMs?: number } = {}) {
+    const cluster = kc.getCurrentCluster();
+    if (cluster === null) throw new Error('kubeconfig has no current cluster');
+    this.kc = kc;
+    this.server = new URL(cluster.server);
+    this.userAgent = options.userAgent ?? 'fulcrum-operator';
+    this.defaultTimeoutMs = options.timeoutMs ?? 30_000;
+    this.agent = this.server.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true, maxSockets: 16 })
+      : new http.Agent({ keepAlive: true, maxSockets: 16 });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** One request; resolves with the parsed body, rejects with KubeApiError. */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.send(method, path, options);
+    const text = await readBody(res);
+    const code = res.statusCode ?? 0;
+    if (code >= 200 && code < 300) return (text === '' ? undefined : JSON.parse(text)) as T;
+    throw errorFrom(code, text, `${method} ${path}`);
+  }
+
+  /** One request; resolves with the body as text (for callers that read only part of a large answer). */
+  async requestText(method: string, path: string, options: RequestOptions = {}): Promise<string> {
+    const res = await this.send(method, path, options);
+    const text = await readBody(res);
+    const code = res.statusCode ?? 0;
+    if (code >= 200 && code < 300) return text;
+    throw errorFrom(code, text, `${method} ${path}`);
+  }
+
+  /** A streaming GET (watch): the response once the status line says 200. */
+  async stream(path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
+    const res = await this.send('GET', path, { ...options, timeoutMs: 0 });
+    const code = res.statusCode ?? 0;
+    if (code === 200) return res;
+    const text = await readBody(res);
+    throw errorFrom(code, text, `GET ${path}`);
+  }
+
+  // ---------------------------------------------------------------- verbs on a resource type
+
+  get<T extends KubeObject>(rt: ResourceType, name: string, namespace?: string): Promise<T> {
+    return this.request<T>('GET', resourcePath(rt, namespace, name));
+  }
+
+  /** Lists every page (consistent snapshot via `continue`). */
+  async list<T extends KubeObject>(rt: ResourceType, options: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number; signal?: AbortSignal } = {}): Promise<ListResult<T>> {
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.request<{ items: T[] | null; metadata?: { resourceVersion?: string; continue?: string } }>('GET', resourcePath(rt, options.namespace), {
+        query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, limit: options.limit ?? 500, continue: continueToken },
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      });
+      for (const item of page.items ?? []) items.push(item);
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+      continueToken = page.metadata?.continue || undefined;
+    } while (continueToken !== undefined);
+    return { items, resourceVersion };
+  }
+
+  create<T extends KubeObject>(rt: ResourceType, body: T, namespace?: string): Promise<T> {
+    return this.request<T>('POST', resourcePath(rt, namespace ?? body.metadata.namespace), { body });
+  }
+
+  /** PUT: optimistic concurrency through body.metadata.resourceVersion (409 when stale). */
+  replace<T extends KubeObject>(rt: ResourceType, body: T, subresource?: string): Promise<T> {
+    return this.request<T>('PUT', resourcePath(rt, body.metadata.namespace, body.metadata.name, subresource), { body });
+  }
+
+  patch<T extends KubeObject>(rt: ResourceType, name: string, namespace: string | undefined, patch: unknown, options: { type?: PatchType; subresource?: string } = {}): Promise<T> {
+    return this.request<T>('PATCH', resourcePath(rt, namespace, name, options.subresource), {
+      body: patch, contentType: PATCH_CONTENT_TYPES[options.type ?? 'merge'],
+    });
+  }
+
+  delete(rt: ResourceType, name: string, namespace?: string, preconditions?: { uid?: string; resourceVersion?: string }): Promise<unknown> {
+    return this.request('DELETE', resourcePath(rt, namespace, name), {
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', ...(preconditions !== undefined ? { preconditions } : {}) },
+    });
+  }
+
+  // ---------------------------------------------------------------- transport
+
+  private async send(method: string, path: string, options: RequestOptions): Promise<IncomingMessage> {
+    const url = new URL(this.server.toString().replace(/\/$/, '') + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
+    // client-node fills in TLS material and credentials (refreshing tokens as needed).
+    const opts: https.RequestOptions = { headers: {} };
+    await this.kc.applyToHTTPSOptions(opts);
+    const headers: Record<string, string> = {
+      ...(opts.headers as Record<string, string>),
+      Accept: 'application/json',
+      'User-Agent': this.userAgent,
+    };
+    let payload: Buffer | undefined;
+    if (options.body !== undefined || options.rawBody !== undefined) {
+      payload = Buffer.from(options.rawBody ?? JSON.stringify(options.body));
+      headers['Content-Type'] = options.contentType ?? 'application/json';
+      headers['Content-Length'] = String(payload.length);
+    }
+    const transport = url.protocol === 'https:' ? https : http;
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = transport.request(url, {
+        method,
+        headers,
+        agent: this.agent,
+        ...(url.protocol === 'https:' ? { ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized ?? true, servername: opts.servername } : {}),
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      }, resolve);
+      if (timeoutMs > 0) {
+        req.setTimeout(timeoutMs, () => req.destroy(new KubeApiError(0, 'Timeout', `${method} ${path}: no answer within ${timeoutMs} ms`)));
+      }
+      req.on('error', (err) => reject(err instanceof KubeApiError ? err : new KubeApiError(0, 'ConnectionFailed', `${method} ${path}: ${err.message}`, undefined, { cause: err })));
+      req.end(payload);
+    });
+  }
+}
+
+/**
+ * The values of some top-level fields of a JSON object text, parsed; the rest is skipped
+ * without being built (a BalancerNode answer is half a megabyte, of which a write needs
+ * the metadata).
+ */
+export function topLevelFields(text: string, wanted: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let depth = 0;
+  let i = 0;
+  const n = text.length;
+  let key: string | undefined;
+  let valueStart = -1;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      const start = i;
+      i++;
+      while (i < n) {
+        const d = text.charCodeAt(i);
+        if (d === 92 /* \ */) i += 2;
+        else if (d === 34) break;
+        else i++;
+      }
+      // A key at depth 1 is a string followed by a colon.
+      if (depth === 1 && valueStart < 0) {
+        let j = i + 1;
+        while (j < n && (text.charCodeAt(j) === 32 || text.charCodeAt(j) === 10 || text.charCodeAt(j) === 13 || text.charCodeAt(j) === 9)) j++;
+        if (text.charCodeAt(j) === 58 /* : */) {
+          const name = JSON.parse(text.slice(start, i + 1)) as string;
+          key = wanted.includes(name) ? name : undefined;
+          i = j + 1;
+          while (i < n && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 10 || text.charCodeAt(i) === 13 || text.charCodeAt(i) === 9)) i++;
+          valueStart = i;
+          continue;
+        }
+      }
+      i++;
+      continue;
+    }
+    if (c === 123 /* { */ || c === 91 /* [ */) depth++;
+    else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+    // The end of a depth-1 value: a comma at depth 1, or the closing brace of the object.
+    if (valueStart >= 0 && ((c === 44 /* , */ && depth === 1) || depth === 0)) {
+      if (key !== undefined) out[key] = JSON.parse(text.slice(valueStart, i));
+      key = undefined;
+      valueStart = -1;
+    }
+    i++;
+  }
+  return out;
+}
+
+function readBody(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', (err) => reject(new KubeApiError(0, 'ConnectionFailed', err.message, undefined, { cause: err })));
+    res.on('aborted', () => reject(new KubeApiError(0, 'ConnectionFailed', 'response aborted')));
+  });
+}
+
+function errorFrom(code: number, text: string, what: string): KubeApiError {
+  let status: ApiStatus | undefined;
+  try {
+    status = JSON.parse(text) as ApiStatus;
+  } catch {
+    status = undefined;
+  }
+  const reason = status?.reason ?? (code === 404 ? 'NotFound' : code === 409 ? 'Conflict' : code === 410 ? 'Expired' : 'Unknown');
+  return new KubeApiError(code, reason, `${what}: ${code} ${status?.message ?? text.slice(0, 200)}`, status);
+}

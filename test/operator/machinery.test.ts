@@ -1,0 +1,136 @@
+// The controller machinery on its own: work queue, backoff, conditions.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { backoffDelay } from '../../src/operator/informer.ts';
+import { DONE, WorkQueue, requeue } from '../../src/operator/queue.ts';
+import type { ReconcileResult } from '../../src/operator/queue.ts';
+import { setCondition, setConditions, stableStringify } from '../../src/operator/status.ts';
+import { testLogger } from './harness.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function queue(handler: (key: string) => Promise<ReconcileResult>, concurrency = 4): WorkQueue {
+  return new WorkQueue({ name: 't', concurrency, handler, log: testLogger('queue'), backoff: { initialMs: 10, maxMs: 80 } });
+}
+
+describe('work queue', () => {
+  it('collapses duplicate keys waiting to run', async () => {
+    const seen: string[] = [];
+    const q = queue(async (k) => {
+      seen.push(k);
+      return DONE;
+    }, 1);
+    for (let i = 0; i < 10; i++) q.add('a');
+    q.add('b');
+    q.add('a');
+    q.start();
+    await q.idle();
+    assert.deepEqual(seen, ['a', 'b']);
+    await q.stop();
+  });
+
+  it('never runs one key twice at once, and runs it again when added while running', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const q = queue(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      runs++;
+      await sleep(20);
+      running--;
+      return DONE;
+    });
+    q.start();
+    q.add('k');
+    await sleep(5);
+    q.add('k');
+    q.add('k');
+    await q.idle();
+    assert.equal(maxRunning, 1);
+    assert.equal(runs, 2, 'one run, then one more for the adds during it');
+    await q.stop();
+  });
+
+  it('retries failures with growing backoff and forgets them after a success', async () => {
+    const times: number[] = [];
+    const q = queue(async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error('boom');
+      return DONE;
+    });
+    q.start();
+    q.add('k');
+    await q.idle();
+    assert.equal(times.length, 4);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    assert.ok(gaps[2]! >= 15, `third retry waits longer: ${gaps.join(',')}`);
+    await q.stop();
+  });
+
+  it('requeues after the delay a handler asks for', async () => {
+    let n = 0;
+    const q = queue(async () => (++n < 3 ? requeue(10, 'again') : DONE));
+    q.start();
+    q.add('k');
+    await q.idle();
+    assert.equal(n, 3);
+    await q.stop();
+  });
+
+  it('drops queued work and ignores adds once stopped', async () => {
+    let n = 0;
+    const q = queue(async () => {
+      n++;
+      await sleep(10);
+      return DONE;
+    }, 1);
+    q.start();
+    q.add('a');
+    q.add('b');
+    q.add('c');
+    await sleep(2);
+    await q.stop();
+    q.add('d');
+    await sleep(20);
+    assert.equal(n, 1);
+  });
+});
+
+describe('backoff', () => {
+  it('grows exponentially with jitter in [d/2, d], capped', () => {
+    const opts = { initialMs: 100, maxMs: 1000 };
+    assert.equal(backoffDelay(0, opts, () => 0), 50);
+    assert.equal(backoffDelay(0, opts, () => 1), 100);
+    assert.equal(backoffDelay(3, opts, () => 1), 800);
+    assert.equal(backoffDelay(10, opts, () => 1), 1000);
+    assert.equal(backoffDelay(10, opts, () => 0), 500);
+  });
+});
+
+describe('conditions', () => {
+  const t1 = () => '2026-01-01T00:00:00Z';
+  const t2 = () => '2026-01-02T00:00:00Z';
+  it('moves lastTransitionTime only when the status flips', () => {
+    const a = setCondition(undefined, { type: 'Ready', status: true, reason: 'Ready', message: 'ok' }, 1, t1);
+    const b = setCondition(a, { type: 'Ready', status: true, reason: 'StillReady', message: 'still' }, 2, t2);
+    assert.equal(b[0]!.lastTransitionTime, '2026-01-01T00:00:00Z');
+    assert.equal(b[0]!.reason, 'StillReady');
+    assert.equal(b[0]!.observedGeneration, 2);
+    const c = setCondition(b, { type: 'Ready', status: false, reason: 'Broken', message: 'no' }, 2, t2);
+    assert.equal(c[0]!.lastTransitionTime, '2026-01-02T00:00:00Z');
+  });
+
+  it('keeps other conditions and their order', () => {
+    const list = setConditions(undefined, [
+      { type: 'A', status: true, reason: 'R', message: '' },
+      { type: 'B', status: 'Unknown', reason: 'R', message: '' },
+    ], undefined, t1);
+    const next = setCondition(list, { type: 'A', status: false, reason: 'X', message: '' }, undefined, t2);
+    assert.deepEqual(next.map((c) => [c.type, c.status]), [['A', 'False'], ['B', 'Unknown']]);
+  });
+
+  it('compares JSON regardless of key order', () => {
+    assert.equal(stableStringify({ b: 1, a: { d: 2, c: [1, { y: 1, x: 2 }] } }), stableStringify({ a: { c: [1, { x: 2, y: 1 }], d: 2 }, b: 1 }));
+  });
+});
