@@ -66,12 +66,16 @@ static __always_inline int next_hop(struct xdp_md *ctx, __u8 outer_family, __u64
 	}
 	fib.ifindex = ctx->ingress_ifindex;
 
-	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
-		/* No route or no neighbour yet: the stack routes the encapsulated packet
-		 * and resolves the neighbour, so the next packet takes the fast path. */
-		return verdict(REASON_PASS_FIB_MISS, XDP_PASS, bytes);
 	if ((void *)(eth + 1) > data_end)
 		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
+		/* No route or no neighbour yet: the stack routes the encapsulated packet and
+		 * resolves the neighbour, so later packets take the fast path. It only takes
+		 * frames addressed to this host: the outer source MAC is ours (encap wrote the
+		 * incoming destination there), so address the frame to it. */
+		__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+		return verdict(REASON_PASS_FIB_MISS, XDP_PASS, bytes);
+	}
 	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
 	if (fib.ifindex == ctx->ingress_ifindex)

@@ -111,15 +111,18 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 	return TUNNEL_FOUND;
 }
 
-/* The inner header must be whole and its destination read into vip. */
-static __always_inline int read_inner_destination(void *inner, void *data_end, __u8 family, struct addr_key *vip)
+/* The inner header must be whole and its destination read into vip. inner_len is
+ * the bytes after the outer headers in the whole packet: a GRO-merged packet is
+ * longer than its linear part (data_end), and its inner length says so. */
+static __always_inline int read_inner_destination(void *inner, void *data_end, __u32 inner_len, __u8 family,
+						  struct addr_key *vip)
 {
 	if (family == FAMILY_V4) {
 		struct iphdr *iph = inner;
 
 		if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
 			return -1;
-		if (bpf_ntohs(iph->tot_len) > data_end - inner)
+		if (bpf_ntohs(iph->tot_len) > inner_len)
 			return -1;
 		vip->addr[0] = iph->daddr;
 	} else {
@@ -127,7 +130,7 @@ static __always_inline int read_inner_destination(void *inner, void *data_end, _
 
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return -1;
-		if (bpf_ntohs(ip6->payload_len) + IPV6_HLEN > data_end - inner)
+		if (bpf_ntohs(ip6->payload_len) + IPV6_HLEN > inner_len)
 			return -1;
 		__builtin_memcpy(vip->addr, &ip6->daddr, 16);
 	}
@@ -166,7 +169,9 @@ int decap(struct __sk_buff *skb)
 	if (t.outer_len > IPV6_HLEN + UDP_HLEN)
 		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	inner = data + ETH_HLEN_ + t.outer_len;
-	if (read_inner_destination(inner, data_end, t.inner_family, &vip))
+	if (skb->len < ETH_HLEN_ + t.outer_len)
+		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
+	if (read_inner_destination(inner, data_end, skb->len - ETH_HLEN_ - t.outer_len, t.inner_family, &vip))
 		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	if (!bpf_map_lookup_elem(&decap_vips, &vip))
 		return verdict(REASON_DECAP_DROP_NOT_VIP, TC_ACT_SHOT, bytes);

@@ -5,7 +5,7 @@
 // Registry remembers what was made so that cleanup removes all of it, also after a
 // failure, and sweepStale() removes what a killed earlier run left behind.
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FulcrumError } from '../shared/errors.ts';
@@ -147,10 +147,11 @@ async function killNamespaceProcesses(name: string): Promise<void> {
   for (const pid of pids) killQuietly(Number(pid));
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process runs. A zombie (killed, not yet reaped by its parent) does not:
+ * a SIGKILLed lab run is a zombie until the test runner that started it reaps it. */
+export function processAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
@@ -162,13 +163,18 @@ function labOwner(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** A name made by a lab run (`fl<pid><tag>...`) whose process is gone. */
+export function isStaleLabName(name: string): boolean {
+  const owner = labOwner(name);
+  return owner !== null && !processAlive(owner);
+}
+
 /** Removes namespaces and BPF pin directories left by lab runs whose process is gone
  * (a crash, a SIGKILL). Returns what was removed. */
 export async function sweepStale(): Promise<string[]> {
   const removed: string[] = [];
   for (const name of listNamespaces()) {
-    const owner = labOwner(name);
-    if (owner === null || processAlive(owner)) continue;
+    if (!isStaleLabName(name)) continue;
     await killNamespaceProcesses(name);
     await sh('ip', ['netns', 'del', name], { allowFail: true });
     removed.push(name);
@@ -180,8 +186,7 @@ export async function sweepStale(): Promise<string[]> {
     pinned = [];
   }
   for (const name of pinned) {
-    const owner = labOwner(name);
-    if (owner === null || processAlive(owner)) continue;
+    if (!isStaleLabName(name)) continue;
     removePinDir(join(BPFFS_ROOT, name));
     removed.push(join(BPFFS_ROOT, name));
   }
