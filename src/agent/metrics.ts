@@ -197,7 +197,7 @@ export class AgentMetrics {
       registers,
     });
     this.programmingErrors = new Counter({ name: `${p}programming_errors_total`, help: 'Failed reconciles, by error code', labelNames: ['code'], registers });
-    this.ringSlotsWritten = new Counter({ name: `${p}ring_slots_written_total`, help: 'Maglev ring slots written (a full ring counts every slot)', registers });
+    this.ringSlotsWritten = new Counter({ name: `${p}ring_slots_written_total`, help: 'Maglev ring slots whose value changed in the map', registers });
     this.reconciles = new Counter({ name: `${p}reconciles_total`, help: 'Reconciles by outcome (programmed, failed, superseded)', labelNames: ['outcome'], registers });
 
     new Gauge({

@@ -4,9 +4,11 @@
 import { Command, CommanderError } from 'commander';
 import { FULCRUM_VERSION } from '../shared/version.ts';
 import { agentCommand } from './agent.ts';
+import { labCommand } from './lab.ts';
+import { operatorCommand } from './operator.ts';
 import { EXIT, exitCodeFor, reportError, type CommandModule, type ExitCode } from './common.ts';
 
-export const COMMANDS: readonly CommandModule[] = [agentCommand];
+export const COMMANDS: readonly CommandModule[] = [agentCommand, operatorCommand, labCommand];
 
 /** Runs the CLI on `argv` (process.argv form) and resolves to the exit code. Never throws. */
 export async function main(argv: readonly string[]): Promise<ExitCode> {
