@@ -1,8 +1,10 @@
 // Control-plane benchmark: the operator at scale against the in-process API server.
 //
-//   100 nodes (10 of them balancers), 500 LoadBalancerVips from a VipPool, 500 Services
+//   100 nodes (4 of them balancers), 500 LoadBalancerVips from a VipPool, 500 Services
 //   with one EndpointSlice each, 10,000 endpoints backed by 10,000 Pods spread over all
-//   nodes. Every balancer node carries every VIP; every node has decap duties.
+//   nodes. Every balancer node carries every VIP (a BalancerNode of ~470 kB); every node
+//   has decap duties. Half the changes take an endpoint out (its balancers and its
+//   Pod's node are rewritten), half drain one (weight 0: its balancers).
 //
 //   resync_ms              operator start → every BalancerNode written in full
 //   change_to_written_ms   an EndpointSlice update → every BalancerNode it affects seen
@@ -13,13 +15,25 @@
 // the operator (child), and this driver, which creates the objects, makes the changes
 // and watches BalancerNodes. Prints a table and writes bench/out/operator.json.
 //
+// The operator runs with the V8 heap settings its Deployment sets (NODE_OPTIONS): a
+// young generation of 8 MB and an old one of 192 MB. Without them V8 sizes both from
+// the machine's memory and lets garbage pile up to several hundred MB before collecting.
+//
+// The in-process API server validates every write against the CRD schema in JavaScript
+// (~80 ms per 470 kB BalancerNode): with many balancer nodes it, not the operator, sets
+// the change latency — one change writes every balancer's BalancerNode.
+//
 //   npm run bench:operator
-//   FULCRUM_BENCH_BALANCERS=100 FULCRUM_BENCH_CHANGES=300 npm run bench:operator
+//   FULCRUM_BENCH_BALANCERS=10 FULCRUM_BENCH_CHANGES=300 npm run bench:operator
+//   FULCRUM_BENCH_OPERATOR_FLAGS= npm run bench:operator      (V8 defaults)
+//   FULCRUM_BENCH_PROFILE=operator|apiserver, FULCRUM_BENCH_ALLOC_PROFILE=1,
+//   FULCRUM_BENCH_HEAPSNAPSHOT=1                              (diagnostics, in bench/out/)
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
+import { Session } from 'node:inspector';
 import { pino } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { BalancerNode, LoadBalancerVip } from '../src/operator/api.ts';
@@ -32,12 +46,14 @@ import { loadCrds } from '../test/operator/harness.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const NODES = Number(process.env['FULCRUM_BENCH_NODES'] ?? 100);
-const BALANCERS = Number(process.env['FULCRUM_BENCH_BALANCERS'] ?? 10);
+const BALANCERS = Number(process.env['FULCRUM_BENCH_BALANCERS'] ?? 4);
 const VIPS = Number(process.env['FULCRUM_BENCH_VIPS'] ?? 500);
 const ENDPOINTS_PER_VIP = Number(process.env['FULCRUM_BENCH_ENDPOINTS_PER_VIP'] ?? 20);
 const CHANGES = Number(process.env['FULCRUM_BENCH_CHANGES'] ?? 250);
 const NS = 'bench';
 const TARGETS = { change_p99_ms: 1000, resync_ms: 30_000, rss_mb: 300 };
+/** What the operator's Deployment puts in NODE_OPTIONS (see the header). */
+const OPERATOR_FLAGS = (process.env['FULCRUM_BENCH_OPERATOR_FLAGS'] ?? '--max-old-space-size=192 --max-semi-space-size=8').split(' ').filter((f) => f !== '');
 
 const log = pino({ name: 'bench', level: process.env['FULCRUM_BENCH_LOG_LEVEL'] ?? 'warn' });
 
@@ -51,6 +67,8 @@ async function serveApi(): Promise<void> {
   process.send!({ type: 'listening', kubeconfigPath: server.kubeconfigPath });
   process.on('message', (m: Message) => {
     if (m.type === 'stop') void server.stop().then(() => process.exit(0));
+    if (m.type === 'resetCounts') server.faults.resetCounts();
+    if (m.type === 'counts') process.send!({ type: 'counts', counts: server.faults.counts() });
   });
 }
 
@@ -61,8 +79,24 @@ async function runOperator(kubeconfigPath: string): Promise<void> {
     kubeConfig: kc, namespace: 'kube-system', leaderElect: false, identity: 'bench',
     log: pino({ name: 'operator', level: process.env['FULCRUM_BENCH_OPERATOR_LOG_LEVEL'] ?? 'warn' }),
   });
+  // FULCRUM_BENCH_ALLOC_PROFILE=1: every allocation site, garbage included (the sampling
+  // heap profiler with collected objects kept), to bench/out/operator.heapprofile.
+  const alloc = process.env['FULCRUM_BENCH_ALLOC_PROFILE'] === '1' ? new Session() : undefined;
+  alloc?.connect();
+  const post = (method: string, params: object = {}): Promise<unknown> => new Promise((resolve, reject) => {
+    alloc!.post(method, params, (err, result) => (err ? reject(err) : resolve(result)));
+  });
   process.on('message', (m: Message) => {
-    if (m.type === 'go') void operator.start();
+    if (m.type === 'go') {
+      if (alloc !== undefined) void post('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      void operator.start();
+    }
+    if (m.type === 'allocProfile' && alloc !== undefined) {
+      void post('HeapProfiler.stopSampling').then((r) => {
+        writeFileSync(join(ROOT, 'bench', 'out', 'operator.heapprofile'), JSON.stringify((r as { profile: unknown }).profile));
+        process.send!({ type: 'allocProfile' });
+      });
+    }
     if (m.type === 'rss') {
       if (m['gc'] === true) (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();
@@ -82,9 +116,8 @@ async function runOperator(kubeconfigPath: string): Promise<void> {
 /** FULCRUM_BENCH_PROFILE=operator|apiserver writes a CPU profile of that child to bench/out/. */
 function child(role: string, args: string[] = []): ChildProcess {
   const profile = process.env['FULCRUM_BENCH_PROFILE'] === role ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out')}`] : [];
-  // --expose-gc: the live-heap sample at the end; FULCRUM_BENCH_OPERATOR_FLAGS: V8 flags
-  // to try (e.g. the heap cap a Deployment sets through NODE_OPTIONS).
-  if (role === 'operator') profile.push('--expose-gc', ...(process.env['FULCRUM_BENCH_OPERATOR_FLAGS'] ?? '').split(' ').filter((f) => f !== ''));
+  // --expose-gc: the live-heap sample at the end.
+  if (role === 'operator') profile.push('--expose-gc', ...OPERATOR_FLAGS);
   return fork(import.meta.filename, [`--role=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...profile] });
 }
 
@@ -132,7 +165,7 @@ async function drive(): Promise<void> {
     await setUp(client);
     operator = child('operator', [kubeconfigPath]);
     await nextMessage(operator, 'ready');
-    const result = await measure(client, operator);
+    const result = await measure(client, operator, server);
     report(result);
   } finally {
     if (operator !== undefined) {
@@ -218,9 +251,27 @@ interface Result {
   rssAfterResyncMb: number;
   heapMb: number;
   balancerNodeBytes: number;
+  requestsPerChange: Record<string, number>;
+  resyncRequests: Record<string, number>;
 }
 
-async function measure(client: KubeClient, operator: ChildProcess): Promise<Result> {
+/** Requests the API server counted (all clients, watches and lists left out), divided by `per`. */
+async function requestCounts(server: ChildProcess, per: number): Promise<Record<string, number>> {
+  const reply = nextMessage(server, 'counts');
+  server.send({ type: 'counts' });
+  const counts = ((await reply)['counts'] as { verb: string; resource: string; subresource?: string; count: number }[])
+    .filter((c) => c.verb !== 'watch' && c.verb !== 'list')
+    .reduce<Record<string, number>>((acc, c) => {
+      const k = `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}`;
+      acc[k] = (acc[k] ?? 0) + c.count;
+      return acc;
+    }, {});
+  return Object.fromEntries(Object.entries(counts)
+    .map(([k, v]): [string, number] => [k, Math.round((v / per) * 100) / 100])
+    .sort((a, b) => b[1] - a[1]));
+}
+
+async function measure(client: KubeClient, operator: ChildProcess, server: ChildProcess): Promise<Result> {
   // Watch BalancerNodes the way an agent would, and check predicates on every event.
   const watcher = new Informer<BalancerNode>({ client, type: RESOURCES.balancerNodes, log, watchTimeoutSeconds: 3600 });
   const waiters = new Set<{ check: (bn: BalancerNode) => boolean; done: () => void }>();
@@ -255,6 +306,7 @@ async function measure(client: KubeClient, operator: ChildProcess): Promise<Resu
     }
     return decap === total;
   };
+  server.send({ type: 'resetCounts' });
   const t0 = performance.now();
   const resynced = new Promise<void>((resolve) => {
     const probe = { check: () => complete(), done: resolve };
@@ -269,7 +321,9 @@ async function measure(client: KubeClient, operator: ChildProcess): Promise<Resu
   // Let status writes and pool allocation settle before timing changes.
   await new Promise((r) => setTimeout(r, 2000));
 
+  const resyncRequests = await requestCounts(server, 1);
   // ---- changes: one EndpointSlice update at a time
+  server.send({ type: 'resetCounts' });
   const latencies: number[] = [];
   let timeouts = 0;
   for (let k = 0; k < CHANGES; k++) {
@@ -311,6 +365,12 @@ async function measure(client: KubeClient, operator: ChildProcess): Promise<Resu
     }
   }
   clearInterval(sampler);
+  const writesPerChange = await requestCounts(server, CHANGES);
+  if (process.env['FULCRUM_BENCH_ALLOC_PROFILE'] === '1') {
+    const done = nextMessage(operator, 'allocProfile');
+    operator.send({ type: 'allocProfile' });
+    await done;
+  }
   // The live set: what the operator holds once garbage is collected.
   const end = await sampleRss(true);
   let bytes = 0;
@@ -320,6 +380,8 @@ async function measure(client: KubeClient, operator: ChildProcess): Promise<Resu
     resyncMs, latencies: latencies.sort((a, b) => a - b), timeouts,
     rssMb: Math.max(...rssSamples) / 2 ** 20, rssAfterResyncMb: afterResync.rss / 2 ** 20, heapMb: end.heapUsed / 2 ** 20,
     balancerNodeBytes: bytes,
+    requestsPerChange: writesPerChange,
+    resyncRequests,
   };
 }
 
@@ -329,13 +391,15 @@ function report(r: Result): void {
   const p99 = percentile(r.latencies, 99);
   const max = r.latencies[r.latencies.length - 1] ?? NaN;
   const out = {
-    config: { nodes: NODES, balancers: BALANCERS, vips: VIPS, endpoints: VIPS * ENDPOINTS_PER_VIP, changes: CHANGES },
+    config: { nodes: NODES, balancers: BALANCERS, vips: VIPS, endpoints: VIPS * ENDPOINTS_PER_VIP, changes: CHANGES, operator_node_options: OPERATOR_FLAGS.join(' ') },
     resync_ms: Math.round(r.resyncMs),
     change_to_written_ms: { p50: round1(p50), p90: round1(p90), p99: round1(p99), max: round1(max), n: r.latencies.length, timeouts: r.timeouts },
     rss_mb: round1(r.rssMb),
     rss_after_resync_mb: round1(r.rssAfterResyncMb),
-    heap_used_mb: round1(r.heapMb),
+    live_heap_mb: round1(r.heapMb),
     largest_balancernode_spec_bytes: r.balancerNodeBytes,
+    requests_per_change: r.requestsPerChange,
+    requests_resync: r.resyncRequests,
     targets: TARGETS,
     pass: { change_p99: p99 <= TARGETS.change_p99_ms && r.timeouts === 0, resync: r.resyncMs <= TARGETS.resync_ms, rss: r.rssMb <= TARGETS.rss_mb },
     node: process.version,
@@ -350,15 +414,17 @@ function report(r: Result): void {
     ['changes measured / timed out', `${out.change_to_written_ms.n} / ${r.timeouts}`, ''],
     ['rss_mb (peak)', String(out.rss_mb), `≤ ${TARGETS.rss_mb}`],
     ['rss_mb after resync', String(out.rss_after_resync_mb), ''],
+    ['live heap at the end (MB, after GC)', String(out.live_heap_mb), ''],
     ['largest BalancerNode spec (bytes)', String(out.largest_balancernode_spec_bytes), ''],
   ];
-  console.log(`\noperator benchmark: ${NODES} nodes (${BALANCERS} balancers), ${VIPS} VIPs, ${VIPS * ENDPOINTS_PER_VIP} endpoints, ${CHANGES} EndpointSlice changes\n`);
+  console.log(`\noperator benchmark: ${NODES} nodes (${BALANCERS} balancers), ${VIPS} VIPs, ${VIPS * ENDPOINTS_PER_VIP} endpoints, ${CHANGES} EndpointSlice changes; operator NODE_OPTIONS "${OPERATOR_FLAGS.join(' ')}"\n`);
   const w0 = Math.max(...rows.map((r0) => r0[0].length));
   const w1 = Math.max(...rows.map((r0) => r0[1].length));
   console.log(`${'metric'.padEnd(w0)}  ${'value'.padStart(w1)}  target`);
   for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`);
   mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'out', 'operator.json'), `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`\nAPI requests per change (all clients but watches): ${Object.entries(r.requestsPerChange).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log('\nwrote bench/out/operator.json');
 }
 

@@ -13,12 +13,13 @@ import type { Cluster } from './cluster.ts';
 import { serviceKeyOfSlice } from './cluster.ts';
 import { placeNode, touchedNodes, vipContribution } from './compute/nodes.ts';
 import type { VipContribution } from './compute/nodes.ts';
+import { nodeView } from './compute/programmed.ts';
 import { placement } from './compute/vip.ts';
 import type { InformerEvent } from './informer.ts';
 import { objectKey } from './kinds.ts';
 import type { EndpointSlice, Node, Pod } from './kinds.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { DONE, WorkQueue } from './queue.ts';
+import { DONE, WorkQueue, requeue } from './queue.ts';
 import type { ReconcileResult } from './queue.ts';
 import type { BackoffOptions } from './informer.ts';
 import { stableStringify } from './status.ts';
@@ -34,6 +35,8 @@ export interface BalancerNodeControllerOptions {
   /** Called after each node reconcile that wrote (tests, the benchmark). */
   onNodeWritten?: (node: string, outcome: string) => void;
 }
+
+const STARTUP_GRACE_MS = 30_000;
 
 function contributionJson(c: VipContribution | undefined): string {
   if (c === undefined) return '';
@@ -54,7 +57,13 @@ export class BalancerNodeController {
   private readonly contributions = new Map<string, { c: VipContribution; json: string }>();
   /** node → VIP keys whose contribution touches it. */
   private readonly byNode = new Map<string, Set<string>>();
+  /** node → a counter bumped whenever a contribution touching it changes. */
+  private readonly nodeVersion = new Map<string, number>();
+  /** node → what its last reconcile settled: contributions version, Node uid, BalancerNode uid and generation. */
+  private readonly settled = new Map<string, { version: number; nodeUid: string | undefined; uid: string | undefined; generation: number | undefined }>();
   private readonly unsubscribe: (() => void)[] = [];
+  private stopping = false;
+  private startedAt = 0;
 
   constructor(options: BalancerNodeControllerOptions) {
     this.options = options;
@@ -93,19 +102,29 @@ export class BalancerNodeController {
         this.nodeQueue.add(e.object.metadata.name);
       }),
     );
+    // Level-triggered start: every VIP, then every node (and every stray BalancerNode).
+    // Nodes wait until every VIP's contribution is known: a node written from half of
+    // them would drop the other half from the data plane until the next pass.
+    this.stopping = false;
+    this.startedAt = Date.now();
     this.vipQueue.start();
-    this.nodeQueue.start();
-    // Level-triggered start: every VIP and every node (and every stray BalancerNode).
+    this.nodeQueue.accept();
     for (const vip of c.lbvips.values()) this.vipQueue.add(objectKey(vip));
     for (const n of c.nodes.values()) this.nodeQueue.add(n.metadata.name);
     for (const bn of c.balancerNodes.values()) this.nodeQueue.add(bn.metadata.name);
+    void this.vipQueue.idle().then(() => {
+      if (!this.stopping) this.nodeQueue.start();
+    });
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const u of this.unsubscribe.splice(0)) u();
     await Promise.all([this.vipQueue.stop(), this.nodeQueue.stop()]);
     this.contributions.clear();
     this.byNode.clear();
+    this.nodeVersion.clear();
+    this.settled.clear();
   }
 
   /** The current contribution of a VIP (tests, lbvip status). */
@@ -134,19 +153,40 @@ export class BalancerNodeController {
         this.byNode.set(n, set);
       }
     }
-    for (const n of touched) this.nodeQueue.add(n);
+    for (const n of touched) {
+      this.nodeVersion.set(n, (this.nodeVersion.get(n) ?? 0) + 1);
+      // Bursts collapse in the queue: a node being written is written once more after,
+      // however many changes came meanwhile.
+      this.nodeQueue.add(n);
+    }
     return DONE;
   }
 
   private async reconcileNode(name: string): Promise<ReconcileResult> {
     const node = this.cluster.nodes.get(name);
     if (node === undefined) {
+      this.settled.delete(name);
       const outcome = await this.options.writer.remove(name);
       if (outcome === 'deleted') {
         this.log.info({ node: name, outcome }, 'BalancerNode of a removed Node deleted');
         this.options.onNodeWritten?.(name, outcome);
       }
       return DONE;
+    }
+    // Nothing changed on either side since the last reconcile settled this node: same
+    // contributions, same Node, and a BalancerNode whose spec is still that generation.
+    const version = this.nodeVersion.get(name) ?? 0;
+    const last = this.settled.get(name);
+    const current = this.options.writer.latest(name);
+    if (last !== undefined && current !== undefined && last.version === version && last.nodeUid === node.metadata.uid
+      && last.uid === current.metadata.uid && last.generation === current.metadata.generation) return DONE;
+    // A VIP the node carries whose new generation is not validated yet, and of which this
+    // process has no earlier contribution (it just started): writing now would drop it.
+    // Bounded, so that a VIP that cannot be validated does not hold the node for ever.
+    if (current !== undefined && Date.now() - this.startedAt < STARTUP_GRACE_MS) {
+      for (const vip of nodeView(current).keys.keys()) {
+        if (!this.contributions.has(vip) && placement(this.cluster.lbvips.getByKey(vip)).kind === 'stale') return requeue(500, 'WaitingForValidation');
+      }
     }
     const keys = this.byNode.get(name) ?? new Set<string>();
     const contributions: VipContribution[] = [];
@@ -155,6 +195,7 @@ export class BalancerNodeController {
       if (c !== undefined) contributions.push(c.c);
     }
     const result = await this.options.writer.apply({ name, uid: node.metadata.uid }, placeNode(name, contributions));
+    this.settled.set(name, { version, nodeUid: node.metadata.uid, uid: result.object.metadata.uid, generation: result.object.metadata.generation });
     if (result.outcome !== 'unchanged') {
       this.log.debug({ node: name, outcome: result.outcome, generation: result.generation }, 'BalancerNode written');
       this.options.onNodeWritten?.(name, result.outcome);

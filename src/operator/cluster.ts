@@ -6,6 +6,7 @@
 // failover costs no relist.
 import type { Logger } from '../shared/logging.ts';
 import type { BalancerNode, LoadBalancerVip, VipPool } from './api.ts';
+import { decodeBalancerNodeEvent, forgetSpec, slimBalancerNode } from './balancernode-cache.ts';
 import { serviceBackends } from './compute/backends.ts';
 import type { ServiceBackends } from './compute/backends.ts';
 import type { NodeInfo } from './compute/nodes.ts';
@@ -145,15 +146,16 @@ export class Cluster {
   private readonly all: Informer<KubeObject>[];
 
   constructor(options: ClusterOptions) {
-    const make = <T extends KubeObject>(type: ResourceType, transform?: (obj: T) => T): Informer<T> => new Informer<T>({
+    const make = <T extends KubeObject>(type: ResourceType, transform?: (obj: T) => T, decode?: (line: Buffer) => { type: string; object: T }): Informer<T> => new Informer<T>({
       client: options.client, type, log: options.log,
       ...(transform !== undefined ? { transform } : {}),
+      ...(decode !== undefined ? { decode } : {}),
       ...(options.backoff !== undefined ? { backoff: options.backoff } : {}),
       ...(options.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
     });
     this.lbvips = make(RESOURCES.loadBalancerVips);
     this.pools = make(RESOURCES.vipPools);
-    this.balancerNodes = make(RESOURCES.balancerNodes);
+    this.balancerNodes = make<BalancerNode>(RESOURCES.balancerNodes, slimBalancerNode, decodeBalancerNodeEvent);
     this.services = make(RESOURCES.services);
     this.endpointSlices = make(RESOURCES.endpointSlices);
     this.pods = make(RESOURCES.pods, slimPod);
@@ -172,6 +174,9 @@ export class Cluster {
       const svc = serviceKeyOfSlice(e.object);
       this.sliceService.set(key, svc === undefined ? [] : [svc]);
       this.slicePods.set(key, podKeysOfSlice(e.object));
+    });
+    this.balancerNodes.on((e: InformerEvent<BalancerNode>) => {
+      if (e.type === 'deleted') forgetSpec(e.object.metadata.uid);
     });
     this.lbvips.on((e: InformerEvent<LoadBalancerVip>) => {
       const key = objectKey(e.object);

@@ -41,6 +41,8 @@ export interface InformerOptions<T> {
   backoff?: BackoffOptions;
   /** Applied to every object before it is cached (e.g. to drop managedFields). */
   transform?: (obj: T) => T;
+  /** Decodes a watch line (UTF-8; default JSON.parse), e.g. to skip parts already known. */
+  decode?: (line: Buffer) => { type: string; object: T };
   /** Server-side watch timeout: a connection that died silently is replaced within this. */
   watchTimeoutSeconds?: number;
 }
@@ -238,8 +240,9 @@ export class Informer<T extends KubeObject> {
   private consume(res: IncomingMessage, signal: AbortSignal, onEvent: () => void): Promise<never> {
     return new Promise<never>((_, reject) => {
       // Lines can be half a megabyte (a BalancerNode) arriving in many chunks: keep the
-      // chunks of the current line and look for the newline in new data only.
-      let pending: string[] = [];
+      // chunks of the current line as bytes, look for the newline in new data only, and
+      // leave decoding to handleLine (which may read only part of the line).
+      let pending: Buffer[] = [];
       let done = false;
       const finish = (err: Error): void => {
         if (done) return;
@@ -250,16 +253,15 @@ export class Informer<T extends KubeObject> {
       };
       const onAbort = (): void => finish(new KubeApiError(0, 'Aborted', 'informer stopped'));
       signal.addEventListener('abort', onAbort, { once: true });
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
+      res.on('data', (chunk: Buffer) => {
         let from = 0;
         let nl: number;
-        while ((nl = chunk.indexOf('\n', from)) >= 0) {
-          pending.push(chunk.slice(from, nl));
-          const line = pending.length === 1 ? pending[0]! : pending.join('');
+        while ((nl = chunk.indexOf(10, from)) >= 0) {
+          pending.push(chunk.subarray(from, nl));
+          const line = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
           pending = [];
           from = nl + 1;
-          if (line.trim() === '') continue;
+          if (line.length === 0 || (line.length === 1 && line[0] === 13)) continue;
           try {
             this.handleLine(line);
             onEvent();
@@ -268,7 +270,7 @@ export class Informer<T extends KubeObject> {
             return;
           }
         }
-        if (from < chunk.length) pending.push(chunk.slice(from));
+        if (from < chunk.length) pending.push(chunk.subarray(from));
       });
       res.on('end', () => finish(new WatchEnded('watch ended')));
       res.on('aborted', () => finish(new KubeApiError(0, 'ConnectionReset', 'watch connection reset')));
@@ -277,8 +279,8 @@ export class Informer<T extends KubeObject> {
     });
   }
 
-  private handleLine(line: string): void {
-    const event = JSON.parse(line) as { type: string; object: T & { code?: number; reason?: string; message?: string } };
+  private handleLine(line: Buffer): void {
+    const event = (this.options.decode !== undefined ? this.options.decode(line) : JSON.parse(line.toString('utf8'))) as { type: string; object: T & { code?: number; reason?: string; message?: string } };
     const obj = event.object;
     switch (event.type) {
       case 'ADDED':

@@ -54,8 +54,9 @@ const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
 export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
-  /** A body already serialised as JSON (large objects composed from cached parts). */
-  rawBody?: string;
+  /** A body already serialised as JSON, in parts sent one after another (large objects
+   *  composed from cached pieces, never joined into one string). */
+  rawBody?: readonly Uint8Array[];
   contentType?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
@@ -102,13 +103,13 @@ export class KubeClient {
     throw errorFrom(code, text, `${method} ${path}`);
   }
 
-  /** One request; resolves with the body as text (for callers that read only part of a large answer). */
-  async requestText(method: string, path: string, options: RequestOptions = {}): Promise<string> {
+  /** One request; resolves with the body as bytes (for callers that read only part of a large answer). */
+  async requestBytes(method: string, path: string, options: RequestOptions = {}): Promise<Buffer> {
     const res = await this.send(method, path, options);
-    const text = await readBody(res);
+    const bytes = await readBytes(res);
     const code = res.statusCode ?? 0;
-    if (code >= 200 && code < 300) return text;
-    throw errorFrom(code, text, `${method} ${path}`);
+    if (code >= 200 && code < 300) return bytes;
+    throw errorFrom(code, bytes.toString('utf8'), `${method} ${path}`);
   }
 
   /** A streaming GET (watch): the response once the status line says 200. */
@@ -177,11 +178,11 @@ export class KubeClient {
       Accept: 'application/json',
       'User-Agent': this.userAgent,
     };
-    let payload: Buffer | undefined;
+    let payload: readonly Uint8Array[] | undefined;
     if (options.body !== undefined || options.rawBody !== undefined) {
-      payload = Buffer.from(options.rawBody ?? JSON.stringify(options.body));
+      payload = options.rawBody ?? [Buffer.from(JSON.stringify(options.body))];
       headers['Content-Type'] = options.contentType ?? 'application/json';
-      headers['Content-Length'] = String(payload.length);
+      headers['Content-Length'] = String(payload.reduce((n, p) => n + p.byteLength, 0));
     }
     const transport = url.protocol === 'https:' ? https : http;
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
@@ -197,68 +198,21 @@ export class KubeClient {
         req.setTimeout(timeoutMs, () => req.destroy(new KubeApiError(0, 'Timeout', `${method} ${path}: no answer within ${timeoutMs} ms`)));
       }
       req.on('error', (err) => reject(err instanceof KubeApiError ? err : new KubeApiError(0, 'ConnectionFailed', `${method} ${path}: ${err.message}`, undefined, { cause: err })));
-      req.end(payload);
+      for (const part of payload ?? []) req.write(part);
+      req.end();
     });
   }
 }
 
-/**
- * The values of some top-level fields of a JSON object text, parsed; the rest is skipped
- * without being built (a BalancerNode answer is half a megabyte, of which a write needs
- * the metadata).
- */
-export function topLevelFields(text: string, wanted: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  let depth = 0;
-  let i = 0;
-  const n = text.length;
-  let key: string | undefined;
-  let valueStart = -1;
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    if (c === 34 /* " */) {
-      const start = i;
-      i++;
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if (d === 92 /* \ */) i += 2;
-        else if (d === 34) break;
-        else i++;
-      }
-      // A key at depth 1 is a string followed by a colon.
-      if (depth === 1 && valueStart < 0) {
-        let j = i + 1;
-        while (j < n && (text.charCodeAt(j) === 32 || text.charCodeAt(j) === 10 || text.charCodeAt(j) === 13 || text.charCodeAt(j) === 9)) j++;
-        if (text.charCodeAt(j) === 58 /* : */) {
-          const name = JSON.parse(text.slice(start, i + 1)) as string;
-          key = wanted.includes(name) ? name : undefined;
-          i = j + 1;
-          while (i < n && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 10 || text.charCodeAt(i) === 13 || text.charCodeAt(i) === 9)) i++;
-          valueStart = i;
-          continue;
-        }
-      }
-      i++;
-      continue;
-    }
-    if (c === 123 /* { */ || c === 91 /* [ */) depth++;
-    else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
-    // The end of a depth-1 value: a comma at depth 1, or the closing brace of the object.
-    if (valueStart >= 0 && ((c === 44 /* , */ && depth === 1) || depth === 0)) {
-      if (key !== undefined) out[key] = JSON.parse(text.slice(valueStart, i));
-      key = undefined;
-      valueStart = -1;
-    }
-    i++;
-  }
-  return out;
+async function readBody(res: IncomingMessage): Promise<string> {
+  return (await readBytes(res)).toString('utf8');
 }
 
-function readBody(res: IncomingMessage): Promise<string> {
+function readBytes(res: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     res.on('error', (err) => reject(new KubeApiError(0, 'ConnectionFailed', err.message, undefined, { cause: err })));
     res.on('aborted', () => reject(new KubeApiError(0, 'ConnectionFailed', 'response aborted')));
   });

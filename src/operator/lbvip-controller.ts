@@ -54,7 +54,7 @@ export interface LbVipControllerOptions {
 }
 
 type AddressOutcome =
-  | { kind: 'assigned'; address: string; how: 'explicit' | 'kept' | 'allocated' | 'shared' }
+  | { kind: 'assigned'; address: string }
   | { kind: 'failed'; reason: LbVipReason; message: string };
 
 type Cond = ConditionInput<'Accepted' | 'AddressAssigned' | 'Programmed', LbVipReason>;
@@ -71,6 +71,10 @@ export class LbVipController {
   private readonly log: Logger;
   /** Addresses this process assigned whose status write the cache has not shown yet. */
   private readonly reservations = new Map<string, string>();
+  /** The settled claims of every VIP, until a claim or a reservation changes. */
+  private settledCache: { claims: Claim[]; outcome: ReturnType<typeof resolveClaims> } | undefined;
+  /** Our last status write per VIP: the resourceVersion it replaced and produced. */
+  private readonly lastStatus = new Map<string, { fromRv: string | undefined; toRv: string | undefined; json: string }>();
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(options: LbVipControllerOptions) {
@@ -92,9 +96,10 @@ export class LbVipController {
     this.unsubscribe.push(
       c.lbvips.on((e: InformerEvent<LoadBalancerVip>) => {
         const key = objectKey(e.object);
+        if (e.type === 'deleted' || claimText(e.old) !== claimText(e.object)) this.settledCache = undefined;
         this.queue.add(key);
         const reserved = this.reservations.get(key);
-        if (e.type === 'deleted' || (reserved !== undefined && e.object.status?.address === reserved)) this.reservations.delete(key);
+        if (e.type === 'deleted' || (reserved !== undefined && e.object.status?.address === reserved)) this.deleteReservation(key);
         // An address released (deleted VIP, changed address) may settle someone's conflict.
         if (e.type === 'deleted' || e.old?.status?.address !== e.object.status?.address || e.old?.metadata.generation !== e.object.metadata.generation) this.addWaiting(key);
       }),
@@ -139,6 +144,8 @@ export class LbVipController {
     for (const u of this.unsubscribe.splice(0)) u();
     await this.queue.stop();
     this.reservations.clear();
+    this.settledCache = undefined;
+    this.lastStatus.clear();
   }
 
   /** Queues VIPs waiting for an address: a release elsewhere may be their turn. */
@@ -156,7 +163,8 @@ export class LbVipController {
   private async reconcile(key: string): Promise<ReconcileResult> {
     let vip = this.cluster.lbvips.getByKey(key);
     if (vip === undefined) {
-      this.reservations.delete(key);
+      this.deleteReservation(key);
+      this.lastStatus.delete(key);
       return DONE;
     }
     if (vip.metadata.deletionTimestamp !== undefined) return this.finalize(vip);
@@ -166,11 +174,17 @@ export class LbVipController {
       });
     }
     const { status, events } = this.evaluate(vip);
-    const previous = vip.status ?? {};
-    if (stableStringify(normalizeStatus(previous)) !== stableStringify(normalizeStatus(status))) {
-      await this.options.client.patch(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, {
+    const desired = stableStringify(normalizeStatus(status));
+    // Compare with what the server holds: our own last write when the cache has not
+    // caught up with it yet (a quick second reconcile must not write the same status).
+    const mine = this.lastStatus.get(key);
+    const rv = vip.metadata.resourceVersion;
+    const current = mine !== undefined && (rv === mine.fromRv || rv === mine.toRv) ? mine.json : stableStringify(normalizeStatus(vip.status ?? {}));
+    if (current !== desired) {
+      const written = await this.options.client.patch<LoadBalancerVip>(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, {
         status: { ...status, address: status.address ?? null },
       }, { type: 'merge', subresource: 'status' });
+      this.lastStatus.set(key, { fromRv: rv, toRv: written.metadata.resourceVersion, json: desired });
     }
     for (const e of events) this.options.events.record({ type: RESOURCES.loadBalancerVips, object: vip }, e.type, e.reason, e.note);
     return DONE;
@@ -186,11 +200,19 @@ export class LbVipController {
       const latest = this.options.writer.latest(bn.metadata.name) ?? bn;
       if (nodeView(latest).keys.has(key)) carriers.push(bn.metadata.name);
     }
-    if (carriers.length > 0) return requeue(1000, 'WaitingForNodes');
+    if (carriers.length > 0) {
+      const message = `being deleted: still on ${carriers.length} node(s)`;
+      const programmed = findCondition(vip.status?.conditions, 'Programmed');
+      if (programmed?.reason !== 'Deleting' || programmed.message !== message) {
+        const conditions = setConditions(vip.status?.conditions, [{ type: 'Programmed', status: false, reason: 'Deleting', message }], vip.metadata.generation);
+        await this.options.client.patch(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, { status: { conditions } }, { type: 'merge', subresource: 'status' });
+      }
+      return requeue(1000, 'WaitingForNodes');
+    }
     await this.options.client.replace<LoadBalancerVip>(RESOURCES.loadBalancerVips, {
       ...vip, metadata: { ...vip.metadata, finalizers: (vip.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) },
     });
-    this.reservations.delete(key);
+    this.deleteReservation(key);
     this.log.info({ vip: key }, 'removed from every node; finalizer released');
     return DONE;
   }
@@ -222,7 +244,11 @@ export class LbVipController {
       const assigned = this.assignAddress(vip, spec);
       if (assigned.kind === 'assigned') {
         address = assigned.address;
-        conds.push({ type: 'AddressAssigned', status: true, reason: 'AddressAssigned', message: `${assigned.address} (${assigned.how})` });
+        // The message must not depend on how this pass got the address (allocated now or
+        // kept from before), or every second pass would rewrite the status.
+        const from = spec.address !== undefined ? 'spec.address' : `VipPool ${spec.pool ?? ''}`;
+        const share = shareKeyOf(vip);
+        conds.push({ type: 'AddressAssigned', status: true, reason: 'AddressAssigned', message: `${assigned.address} from ${from}${share !== undefined ? ` (shareable with key ${share})` : ''}` });
       } else {
         conds.push({ type: 'AddressAssigned', status: false, reason: assigned.reason, message: assigned.message });
       }
@@ -283,6 +309,7 @@ export class LbVipController {
 
   /** Every claim in the cluster as this process knows it (cache + own fresh assignments), settled. */
   private settledClaims(): { claims: Claim[]; outcome: ReturnType<typeof resolveClaims> } {
+    if (this.settledCache !== undefined) return this.settledCache;
     const claims: Claim[] = [];
     for (const v of this.cluster.lbvips.values()) {
       const key = vipKeyOf(v);
@@ -297,7 +324,18 @@ export class LbVipController {
       }
       if (claim !== undefined) claims.push(claim);
     }
-    return { claims, outcome: resolveClaims(claims) };
+    this.settledCache = { claims, outcome: resolveClaims(claims) };
+    return this.settledCache;
+  }
+
+  private setReservation(key: string, address: string): void {
+    if (this.reservations.get(key) === address) return;
+    this.reservations.set(key, address);
+    this.settledCache = undefined;
+  }
+
+  private deleteReservation(key: string): void {
+    if (this.reservations.delete(key)) this.settledCache = undefined;
   }
 
   private assignAddress(vip: LoadBalancerVip, spec: LoadBalancerVipSpec): AddressOutcome {
@@ -310,12 +348,12 @@ export class LbVipController {
           ? `${spec.address} is shared with ${mine.with}, whose ports collide with these`
           : `${spec.address} is held by ${mine.with}` };
       }
-      return { kind: 'assigned', address: spec.address, how: 'explicit' };
+      return { kind: 'assigned', address: spec.address };
     }
     const poolName = spec.pool!;
     const poolObj = this.cluster.pools.get(poolName);
     if (poolObj === undefined) {
-      this.reservations.delete(key);
+      this.deleteReservation(key);
       return { kind: 'failed', reason: 'PoolNotFound', message: `VipPool ${poolName} not found` };
     }
     const poolSpec = VipPoolSpec.safeParse(poolObj.spec ?? {});
@@ -326,26 +364,26 @@ export class LbVipController {
     const svcLabels = this.cluster.services.get(spec.backends.service, vip.metadata.namespace)?.metadata.labels;
     if ((pool.spec.namespaceSelector !== undefined && !matchesSelector(pool.spec.namespaceSelector, nsLabels))
       || (pool.spec.serviceSelector !== undefined && !matchesSelector(pool.spec.serviceSelector, svcLabels))) {
-      this.reservations.delete(key);
+      this.deleteReservation(key);
       return { kind: 'failed', reason: 'PoolSelectorMismatch', message: `VipPool ${poolName} does not admit this VIP (its namespaceSelector or serviceSelector)` };
     }
     const family = familyOf(vip);
     const current = this.reservations.get(key) ?? (isConditionTrue(vip.status?.conditions, 'AddressAssigned') ? vip.status?.address : undefined);
     if (current !== undefined && mine?.kind === 'held' && poolContains(pool, current) && (family === undefined || addressFamily(current) === family)) {
-      return { kind: 'assigned', address: current, how: 'kept' };
+      return { kind: 'assigned', address: current };
     }
     const held = claims.filter((c) => c.key !== key && outcome.get(c.key)?.kind === 'held');
     const result = allocate({ key, ports: vipPorts(spec), shareKey: shareKeyOf(vip), family }, pool, held);
     switch (result.kind) {
       case 'allocated':
-        this.reservations.set(key, result.address);
+        this.setReservation(key, result.address);
         this.log.info({ vip: key, address: result.address, pool: poolName, shared: result.shared }, 'address allocated');
-        return { kind: 'assigned', address: result.address, how: result.shared ? 'shared' : 'allocated' };
+        return { kind: 'assigned', address: result.address };
       case 'exhausted':
-        this.reservations.delete(key);
+        this.deleteReservation(key);
         return { kind: 'failed', reason: 'PoolExhausted', message: `VipPool ${poolName} has no free address` };
       case 'familyUnavailable':
-        this.reservations.delete(key);
+        this.deleteReservation(key);
         return { kind: 'failed', reason: 'AddressFamilyUnavailable', message: `VipPool ${poolName} has no IPv${result.family} addresses` };
       case 'invalidPool':
         return { kind: 'failed', reason: 'PoolInvalid', message: `VipPool ${poolName}: ${result.message}` };
@@ -366,6 +404,12 @@ export class LbVipController {
     }
     return count;
   }
+}
+
+/** What a VIP claims, as text: a change of it invalidates the settled claims. */
+function claimText(vip: LoadBalancerVip | undefined): string {
+  const c = vip !== undefined ? claimOf(vip) : undefined;
+  return c === undefined ? '' : JSON.stringify(c);
 }
 
 function sameLabels(a: KubeObject | undefined, b: KubeObject): boolean {

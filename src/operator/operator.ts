@@ -65,6 +65,7 @@ export class Operator {
   readonly writer: BalancerNodeWriter;
   readonly controllers: Controllers;
   readonly election: LeaderElection | undefined;
+  private readonly leaseClient: KubeClient | undefined;
   private readonly options: OperatorOptions;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -102,9 +103,14 @@ export class Operator {
       balancerNode: new BalancerNodeController({ ...common, writer: this.writer }),
       pool: new PoolController(common),
     };
-    this.election = options.leaderElect
+    // The lease has a client of its own, whose requests give up well within the renew
+    // deadline: a hung renewal must not keep a process believing it still leads.
+    this.leaseClient = options.leaderElect
+      ? new KubeClient(options.kubeConfig, { userAgent: `fulcrum-operator/${identity}`, timeoutMs: Math.max(500, Math.floor((options.renewDeadlineMs ?? 10_000) / 2)) })
+      : undefined;
+    this.election = this.leaseClient !== undefined
       ? new LeaderElection({
-        client: this.client, log: this.log, namespace: options.namespace, name: options.leaseName ?? 'fulcrum-operator', identity,
+        client: this.leaseClient, log: this.log, namespace: options.namespace, name: options.leaseName ?? 'fulcrum-operator', identity,
         ...(options.leaseDurationMs !== undefined ? { leaseDurationMs: options.leaseDurationMs } : {}),
         ...(options.renewDeadlineMs !== undefined ? { renewDeadlineMs: options.renewDeadlineMs } : {}),
         ...(options.retryPeriodMs !== undefined ? { retryPeriodMs: options.retryPeriodMs } : {}),
@@ -163,6 +169,7 @@ export class Operator {
     await this.events.flush();
     if (this.server !== undefined) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
     this.client.close();
+    this.leaseClient?.close();
     this.log.info('stopped');
   }
 

@@ -45,7 +45,7 @@ export class WorkQueue {
   private readonly running = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   // Adds before start() wait for it; adds after stop() are dropped.
   private stopped = false;
 
@@ -64,6 +64,11 @@ export class WorkQueue {
     return this.running.size;
   }
 
+  /** Takes adds again (after stop()) without running them yet. */
+  accept(): void {
+    this.stopped = false;
+  }
+
   start(): void {
     this.stopped = false;
     this.pq.start();
@@ -76,7 +81,7 @@ export class WorkQueue {
     this.pq.clear();
     this.queued.clear();
     this.dirty.clear();
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t.timer);
     this.timers.clear();
     this.failures.clear();
     await this.pq.onPendingZero();
@@ -85,10 +90,10 @@ export class WorkQueue {
 
   add(key: string): void {
     if (this.stopped) return;
-    const timer = this.timers.get(key);
-    if (timer !== undefined) {
+    const pending = this.timers.get(key);
+    if (pending !== undefined) {
       // New information beats waiting out the backoff; the failure count stays.
-      clearTimeout(timer);
+      clearTimeout(pending.timer);
       this.timers.delete(key);
     }
     if (this.running.has(key)) {
@@ -101,21 +106,25 @@ export class WorkQueue {
     void this.pq.add(() => this.run(key));
   }
 
-  /** Adds the key after `ms`, unless it is added sooner. */
+  /** Adds the key after `ms`, unless it is added sooner (an earlier deadline already set stands). */
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
     if (ms <= 0) {
       this.add(key);
       return;
     }
+    const at = Date.now() + ms;
     const existing = this.timers.get(key);
-    if (existing !== undefined) clearTimeout(existing);
+    if (existing !== undefined) {
+      if (existing.at <= at) return;
+      clearTimeout(existing.timer);
+    }
     const timer = setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
     }, ms);
     timer.unref();
-    this.timers.set(key, timer);
+    this.timers.set(key, { timer, at });
   }
 
   /** Resolves once nothing is queued, running or waiting to retry. */

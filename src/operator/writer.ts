@@ -13,13 +13,14 @@
 //   least that (lbvip-controller reads this ledger).
 import type { Logger } from '../shared/logging.ts';
 import type { BalancerNode } from './api.ts';
-import { canonicalSpec } from './compute/nodes.ts';
+import { rememberSpec, specKnowledge } from './balancernode-cache.ts';
 import type { PlacedNode } from './compute/nodes.ts';
-import { nodeView, seedNodeView } from './compute/programmed.ts';
+import { nodeView } from './compute/programmed.ts';
 import type { Informer } from './informer.ts';
 import { API_VERSION, MANAGED_BY, RESOURCES } from './kinds.ts';
 import type { OwnerReference } from './kinds.ts';
-import { isApiError, resourcePath, topLevelFields } from './kube.ts';
+import { topLevelFields } from './json-scan.ts';
+import { isApiError, resourcePath } from './kube.ts';
 import type { KubeClient } from './kube.ts';
 import type { WriteOutcome } from './reasons.ts';
 
@@ -43,17 +44,9 @@ export interface WriterOptions {
   maxConflictRetries?: number;
 }
 
-// The informer replaces objects on change and never mutates them: one JSON per version.
-const specJsonCache = new WeakMap<BalancerNode, string>();
-
-/** The canonical JSON of an object's operator-owned spec. */
-export function specJson(obj: BalancerNode): string {
-  let json = specJsonCache.get(obj);
-  if (json === undefined) {
-    json = JSON.stringify(canonicalSpec(obj.spec));
-    specJsonCache.set(obj, json);
-  }
-  return json;
+/** The canonical JSON of an object's operator-owned spec (empty when unknown: never equal). */
+export function specJson(obj: BalancerNode): Buffer {
+  return specKnowledge(obj).json;
 }
 
 function ownerRefs(node: NodeRef): OwnerReference[] | undefined {
@@ -62,10 +55,12 @@ function ownerRefs(node: NodeRef): OwnerReference[] | undefined {
   return node.uid === undefined ? undefined : [{ apiVersion: 'v1', kind: 'Node', name: node.name, uid: node.uid, blockOwnerDeletion: false }];
 }
 
-/** `{"apiVersion":…,"kind":…,"metadata":…,"spec":<spec JSON>}` without re-serialising the spec. */
-function objectJson(metadata: BalancerNode['metadata'], spec: string): string {
+const CLOSE = Buffer.from('}');
+
+/** `{"apiVersion":…,"kind":…,"metadata":…,"spec":<spec JSON>}` in parts, the spec not copied. */
+function objectJson(metadata: BalancerNode['metadata'], spec: Buffer): Buffer[] {
   const head = JSON.stringify({ apiVersion: API_VERSION, kind: 'BalancerNode', metadata });
-  return `${head.slice(0, -1)},"spec":${spec}}`;
+  return [Buffer.from(`${head.slice(0, -1)},"spec":`), spec, CLOSE];
 }
 
 export class BalancerNodeWriter {
@@ -76,20 +71,6 @@ export class BalancerNodeWriter {
 
   constructor(options: WriterOptions) {
     this.options = options;
-    // Our write coming back through the watch: the watched copy is the same object, so it
-    // inherits what we know of it (no second canonical JSON, no second index), and the
-    // response copy is let go (a balancer node's spec is large).
-    options.cache.on((e) => {
-      if (e.type === 'deleted') return;
-      const known = this.written.get(e.object.metadata.name);
-      if (known !== undefined && known.object !== e.object && known.object.metadata.resourceVersion === e.object.metadata.resourceVersion) {
-        const json = specJsonCache.get(known.object);
-        if (json !== undefined) specJsonCache.set(e.object, json);
-        const view = nodeView(known.object);
-        seedNodeView(e.object, { keys: view.keys, entries: view.entries });
-        known.object = e.object;
-      }
-    });
   }
 
   /** The generation of `node` that first carried the current entries of `vip`, if this process wrote it. */
@@ -118,7 +99,7 @@ export class BalancerNodeWriter {
     const maxRetries = this.options.maxConflictRetries ?? 5;
     const path = resourcePath(RESOURCES.balancerNodes);
     for (let attempt = 0; ; attempt++) {
-      if (base !== undefined && specJson(base) === desired.json && ownersMatch(base, refs)) {
+      if (base !== undefined && specJson(base).equals(desired.json) && ownersMatch(base, refs)) {
         this.options.onWrite?.('unchanged');
         return { outcome: 'unchanged', generation: base.metadata.generation ?? 0, object: base };
       }
@@ -127,11 +108,11 @@ export class BalancerNodeWriter {
         let outcome: 'created' | 'updated';
         if (base === undefined) {
           const metadata = { name: node.name, labels: { ...MANAGED_BY }, ...(refs !== undefined ? { ownerReferences: refs } : {}) };
-          result = answer(await this.options.client.requestText('POST', path, { rawBody: objectJson(metadata, desired.json) }));
+          result = answer(await this.options.client.requestBytes('POST', path, { rawBody: objectJson(metadata, desired.json) }));
           outcome = 'created';
         } else {
           const metadata = { ...base.metadata, ...(refs !== undefined ? { ownerReferences: refs } : {}) };
-          result = answer(await this.options.client.requestText('PUT', `${path}/${encodeURIComponent(node.name)}`, { rawBody: objectJson(metadata, desired.json) }));
+          result = answer(await this.options.client.requestBytes('PUT', `${path}/${encodeURIComponent(node.name)}`, { rawBody: objectJson(metadata, desired.json) }));
           outcome = 'updated';
         }
         this.record(node.name, base, result, desired);
@@ -180,9 +161,8 @@ export class BalancerNodeWriter {
 
   private record(name: string, base: BalancerNode | undefined, result: BalancerNode, desired: PlacedNode): void {
     // The server stores our spec as sent: what we know of it need not be derived again
-    // (the answer object carries no spec; everything reads it through these two).
-    specJsonCache.set(result, desired.json);
-    seedNodeView(result, { keys: desired.keys, entries: desired.entries });
+    // (the answer object carries no spec; everything reads it through specKnowledge).
+    rememberSpec(result, { json: desired.json, keys: desired.keys, entries: desired.entries });
     this.written.set(name, { fromRv: base?.metadata.resourceVersion, object: result });
     const generation = result.metadata.generation ?? 0;
     const before = base !== undefined ? nodeView(base) : undefined;
@@ -205,8 +185,8 @@ export class BalancerNodeWriter {
  * and index are seeded from `desired`), and not building half a megabyte of objects per
  * write is most of the operator's garbage at scale.
  */
-function answer(text: string): BalancerNode {
-  const fields = topLevelFields(text, ['metadata', 'status']);
+function answer(bytes: Buffer): BalancerNode {
+  const fields = topLevelFields(bytes, ['metadata', 'status']);
   return {
     apiVersion: API_VERSION, kind: 'BalancerNode',
     metadata: fields['metadata'] as BalancerNode['metadata'],

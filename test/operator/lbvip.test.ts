@@ -49,7 +49,10 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
     assert.deepEqual(lb1.spec!.decap, []);
     assert.deepEqual(lb1.metadata.ownerReferences?.map((r) => [r.kind, r.name]), [['Node', 'lb-1']]);
 
-    const lb2 = await waitFor(() => getOrUndefined<BalancerNode>(env.client, RESOURCES.balancerNodes, 'lb-2'), 'lb-2');
+    const lb2 = await waitFor(async () => {
+      const bn = await getOrUndefined<BalancerNode>(env.client, RESOURCES.balancerNodes, 'lb-2');
+      return (bn?.spec?.vips.length ?? 0) === 2 ? bn : undefined;
+    }, 'lb-2 programmed with two entries');
     assert.deepEqual(lb2.spec, lb1.spec);
 
     const w1 = await waitFor(async () => {
@@ -143,7 +146,13 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
   });
 
   it('removes a deleted VIP from every node before releasing its finalizer', async () => {
+    // Nodes that cannot be rewritten hold the VIP (and its address) in Deleting.
+    env.server.faults.injectError({ verb: 'update', resource: 'balancernodes', name: 'lb-1' }, { code: 500 }, 1000);
     await env.client.delete(RESOURCES.loadBalancerVips, 'web', NS);
+    const deleting = await waitForVipCondition(env.client, NS, 'web', 'Programmed', 'False', 'Deleting');
+    assert.ok(deleting.metadata.deletionTimestamp !== undefined);
+    assert.match(condition(deleting, 'Programmed')!.message, /still on 1 node/);
+    env.server.faults.reset();
     await waitFor(async () => (await getOrUndefined(env.client, RESOURCES.loadBalancerVips, 'web', NS)) === undefined, 'VIP gone');
     const lb1 = await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'lb-1');
     assert.deepEqual(lb1.spec?.vips, []);

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backoffDelay } from '../../src/operator/informer.ts';
+import { topLevelFields } from '../../src/operator/json-scan.ts';
 import { DONE, WorkQueue, requeue } from '../../src/operator/queue.ts';
 import type { ReconcileResult } from '../../src/operator/queue.ts';
 import { setCondition, setConditions, stableStringify } from '../../src/operator/status.ts';
@@ -132,5 +133,22 @@ describe('conditions', () => {
 
   it('compares JSON regardless of key order', () => {
     assert.equal(stableStringify({ b: 1, a: { d: 2, c: [1, { y: 1, x: 2 }] } }), stableStringify({ a: { c: [1, { x: 2, y: 1 }], d: 2 }, b: 1 }));
+  });
+});
+
+describe('json-scan', () => {
+  it('parses only the wanted top-level fields, whatever the nesting, strings and order', () => {
+    const cases = [
+      '{"apiVersion":"x","kind":"K","metadata":{"name":"a","labels":{"k":"v,}"}},"spec":{"vips":[{"a":"b\\"}"}]},"status":{"x":[1,2,{"y":"]"}]}}',
+      '{ "metadata" : {"name":"a"} , "spec": [1,2], "status": "s" }',
+      '{"spec":{"metadata":{"name":"wrong"}},"metadata":{"name":"right"}}',
+      '{"metadata":{"name":"últïmo ☃"},"status":{"n":-1.5e3,"t":true,"z":null}}',
+    ];
+    for (const text of cases) {
+      const full = JSON.parse(text) as Record<string, unknown>;
+      const want: Record<string, unknown> = {};
+      for (const k of ['metadata', 'status']) if (k in full) want[k] = full[k];
+      assert.deepEqual(topLevelFields(Buffer.from(text), ['metadata', 'status']), want, text);
+    }
   });
 });

@@ -79,8 +79,9 @@ describe('compute/nodes', () => {
     ];
     for (const n of ['lb-a', 'w1', 'w2']) {
       const placed = placeNode(n, contributions);
-      assert.equal(placed.json, JSON.stringify(canonicalSpec(JSON.parse(placed.json))), n);
-      assert.deepEqual(JSON.parse(placed.json), placed.spec, n);
+      const text = placed.json.toString('utf8');
+      assert.equal(text, JSON.stringify(canonicalSpec(JSON.parse(text))), n);
+      assert.deepEqual(JSON.parse(text), placed.spec, n);
     }
     const lbA = placeNode('lb-a', contributions);
     assert.deepEqual([...lbA.keys], [['ns/a', 'TCP/192.0.2.1:80'], ['ns/b', 'TCP/192.0.2.2:53,UDP/192.0.2.2:53']]);

@@ -45,6 +45,8 @@ export interface VipContribution {
   entries: BalancerNodeVip[];
   /** JSON of each entry (canonical form), computed once and reused for every node. */
   fragments: string[];
+  /** The same as UTF-8 bytes: a node's spec is composed from them without one big string. */
+  fragmentBytes: Buffer[];
   /** Nodes that balance it (sorted). */
   balancerNodes: string[];
   /** Decap duties per node, one per pod. */
@@ -93,7 +95,8 @@ export function vipContribution(vip: VipModel, backends: ServiceBackends, nodes:
     });
     decap.set(b.nodeName, list);
   }
-  return { key: vip.key, entries, fragments: entries.map((e) => JSON.stringify(e)), balancerNodes: balancerNodesFor(vip.nodeSelector, nodes), decap };
+  const fragments = entries.map((e) => JSON.stringify(e));
+  return { key: vip.key, entries, fragments, fragmentBytes: fragments.map((f) => Buffer.from(f)), balancerNodes: balancerNodesFor(vip.nodeSelector, nodes), decap };
 }
 
 /** Nodes a contribution writes to: its balancers and the nodes of its backend pods. */
@@ -128,8 +131,8 @@ export function canonicalSpec(spec: Partial<BalancerNodeSpec> | undefined): Bala
 /** A node's spec as objects and as canonical JSON, with its VIPs' entries indexed by name. */
 export interface PlacedNode {
   spec: BalancerNodeSpec;
-  /** === JSON.stringify(canonicalSpec(spec)), composed from the contributions' fragments. */
-  json: string;
+  /** JSON.stringify(canonicalSpec(spec)) as UTF-8, composed from the contributions' fragments. */
+  json: Buffer;
   /** VIP name → JSON of its entries (an array). */
   entries: Map<string, string>;
   /** VIP name → its entries' keys, sorted and joined. */
@@ -138,11 +141,11 @@ export interface PlacedNode {
 
 /** The BalancerNode spec of `node`, gathered from the contributions that touch it. */
 export function placeNode(node: string, contributions: Iterable<VipContribution>): PlacedNode {
-  const items: { entry: BalancerNodeVip; fragment: string; key: string }[] = [];
+  const items: { entry: BalancerNodeVip; fragment: string; bytes: Buffer; key: string }[] = [];
   const pods = new Map<string, BalancerNodeDecap>();
   for (const c of contributions) {
     if (c.balancerNodes.includes(node)) {
-      for (let i = 0; i < c.entries.length; i++) items.push({ entry: c.entries[i]!, fragment: c.fragments[i]!, key: vipKey(c.entries[i]!) });
+      for (let i = 0; i < c.entries.length; i++) items.push({ entry: c.entries[i]!, fragment: c.fragments[i]!, bytes: c.fragmentBytes[i]!, key: vipKey(c.entries[i]!) });
     }
     for (const duty of c.decap.get(node) ?? []) {
       const seen = pods.get(duty.pod);
@@ -176,10 +179,26 @@ export function placeNode(node: string, contributions: Iterable<VipContribution>
   }
   return {
     spec: { vips: unique.map((it) => it.entry), decap },
-    json: `{"vips":[${unique.map((it) => it.fragment).join(',')}],"decap":${JSON.stringify(decap)}}`,
+    json: composeSpec(unique.map((it) => it.bytes), Buffer.from(JSON.stringify(decap))),
     entries: new Map([...byName].map(([k, g]) => [k, `[${g.fragments.join(',')}]`])),
     keys: new Map([...byName].map(([k, g]) => [k, g.keys.sort().join(',')])),
   };
+}
+
+const VIPS_OPEN = Buffer.from('{"vips":[');
+const COMMA = Buffer.from(',');
+const DECAP = Buffer.from('],"decap":');
+const CLOSE = Buffer.from('}');
+
+/** `{"vips":[<fragment>,…],"decap":<decap>}` as bytes. */
+export function composeSpec(fragments: readonly Buffer[], decap: Buffer): Buffer {
+  const parts: Buffer[] = [VIPS_OPEN];
+  fragments.forEach((f, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(f);
+  });
+  parts.push(DECAP, decap, CLOSE);
+  return Buffer.concat(parts);
 }
 
 export function nodeSpec(node: string, contributions: Iterable<VipContribution>): BalancerNodeSpec {

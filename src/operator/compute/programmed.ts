@@ -1,43 +1,29 @@
 // Whether a node's agent has programmed a VIP, read from its BalancerNode: the spec
 // carries the VIP's entries, status.observedGeneration has reached the generation that
-// first carried those entries, and status.vips reports every one of them. Pure; one
-// index per BalancerNode object (objects are replaced on change, never mutated), so a
-// question about one VIP costs a few map lookups even on a node with a thousand.
-import { vipKey } from '../../shared/desired-state.ts';
+// first carried those entries, and status.vips reports every one of them. One index per
+// BalancerNode object (objects are replaced on change, never mutated), so a question
+// about one VIP costs a few map lookups even on a node with a thousand.
 import type { BalancerNode } from '../api.ts';
-import { canonicalVip } from './nodes.ts';
+import { specKnowledge } from '../balancernode-cache.ts';
 
 export interface NodeView {
   generation: number;
   observedGeneration: number;
   /** VIP name → its entry keys (sorted, joined). */
-  keys: Map<string, string>;
+  keys: ReadonlyMap<string, string>;
   /** VIP name → the JSON of its entries (to tell which VIPs a new spec changed). */
-  entries: Map<string, string>;
+  entries: ReadonlyMap<string, string>;
   /** VIP name → keys the agent reports programmed. */
   reported: Map<string, Set<string>>;
 }
 
 const views = new WeakMap<BalancerNode, NodeView>();
 
+/** The index of one BalancerNode object: spec knowledge (balancernode-cache.ts) + status. */
 export function nodeView(bn: BalancerNode): NodeView {
   const cached = views.get(bn);
   if (cached !== undefined) return cached;
-  const byName = new Map<string, { keys: string[]; entries: unknown[] }>();
-  for (const v of bn.spec?.vips ?? []) {
-    const g = byName.get(v.name) ?? { keys: [], entries: [] };
-    g.keys.push(vipKey(v));
-    g.entries.push(canonicalVip(v));
-    byName.set(v.name, g);
-  }
-  return seedNodeView(bn, {
-    keys: new Map([...byName].map(([k, g]) => [k, g.keys.sort().join(',')])),
-    entries: new Map([...byName].map(([k, g]) => [k, JSON.stringify(g.entries)])),
-  });
-}
-
-/** Records the view of an object whose spec is known without reading it (our own write). */
-export function seedNodeView(bn: BalancerNode, spec: Pick<NodeView, 'keys' | 'entries'>): NodeView {
+  const spec = specKnowledge(bn);
   const reported = new Map<string, Set<string>>();
   for (const v of bn.status?.vips ?? []) {
     const set = reported.get(v.name) ?? new Set<string>();
