@@ -1,8 +1,16 @@
 // The whole lab: the topology, a server in every pod, a traffic driver in every
-// client, and the real agent (src/cli.ts, standalone mode) running inside the lab —
-// one per balancer node (XDP on lb1/lb2 eth0) and one holding the pods' decap duties.
-// The lab talks to the agents the way an operator would: it writes their YAML file
-// and reads their /metrics and /readyz. Everything it makes is removed by teardown(),
+// client, and the real agent (src/cli.ts) running inside the lab — one per balancer
+// node (XDP on lb1/lb2 eth0) and one holding the pods' decap duties. Two modes:
+//
+//   standalone   the lab talks to the agents the way a host without Kubernetes would:
+//                it writes their YAML file (agent settings + desired state).
+//   kubernetes   the whole product: the in-process API server, the real operator and
+//                the agents in Kubernetes mode (cluster.ts); the lab applies examples/
+//                and changes the cluster as a kubelet and the endpoint controller would
+//                (pod weights, endpoint readiness). The VIPs are what the operator
+//                assigned.
+//
+// Either way the lab reads the agents' /metrics and /readyz and their pinned maps. Everything it makes is removed by teardown(),
 // which also runs on SIGINT/SIGTERM and, synchronously, on process exit; a SIGKILL is
 // covered by the guardian process and the sweep every start does (sweep.ts).
 //
@@ -28,6 +36,7 @@ import {
   BALANCER_ROLES, CLIENT_ROLES, POD_ROLES, buildTopology,
   type BalancerRole, type ClientRole, type PodRole, type Topology,
 } from './topology.ts';
+import { LabCluster } from './cluster.ts';
 import { ClientDriver, HTTP_PORT, HTTP_PORT_GUE, UDP_PORT, UDP_PORT_GUE, failedFlows, startPodServers, type PodServers } from './traffic.ts';
 
 export { sweepStaleLabs } from './sweep.ts';
@@ -53,7 +62,11 @@ const POLL_MS = 100;
 
 export type LabVipName = 'web4' | 'web6' | 'dns4' | 'dns6' | 'web4-gue' | 'web6-gue' | 'dns4-gue' | 'dns6-gue';
 
+export type LabMode = 'standalone' | 'kubernetes';
+
 export type LabOptions = {
+  /** standalone (default): agents from YAML files; kubernetes: API server, operator, agents in Kubernetes mode. */
+  readonly mode?: LabMode;
   /** How the balancers find the next hop: the router's MAC from config, or the kernel FIB. */
   readonly nextHop?: 'mac' | 'fib';
   /** Initial backend weights (default 1 each). */
@@ -70,8 +83,8 @@ type AgentFile = z.input<typeof StandaloneFile>;
 /** One metric sample of the text exposition format. */
 export type MetricSample = { readonly name: string; readonly labels: Readonly<Record<string, string>>; readonly value: number };
 
-/** A lab VIP: every pod is a backend of each. */
-type LabVip = VipRef & { readonly name: LabVipName; readonly encapsulation: Encapsulation };
+/** A lab VIP: every pod is a backend of each. Kubernetes mode names them <LoadBalancerVip>/<protocol>/<port>. */
+export type LabVip = VipRef & { readonly name: string; readonly encapsulation: Encapsulation };
 
 /**
  * HTTP and UDP on both families, once per encapsulation: IPIP (IPIP / IP6IP6) on the
@@ -100,16 +113,17 @@ class AgentProcess {
   readonly ns: string;
   readonly configPath: string;
   readonly logPath: string;
-  private readonly cli: string;
+  private readonly argv: readonly string[];
   private child: ChildProcess | undefined;
   private exited: Promise<unknown> | undefined;
 
-  constructor(role: AgentRole, ns: string, dir: string, cli: string) {
+  /** `extraArgs` follow `fulcrum agent --config <file>` (Kubernetes mode's flags). */
+  constructor(role: AgentRole, ns: string, dir: string, cli: string, extraArgs: readonly string[] = []) {
     this.role = role;
     this.ns = ns;
-    this.cli = cli;
     this.configPath = join(dir, `${role}.yaml`);
     this.logPath = join(dir, `${role}.log`);
+    this.argv = [process.execPath, cli, 'agent', '--config', this.configPath, ...extraArgs];
   }
 
   get running(): boolean {
@@ -120,14 +134,14 @@ class AgentProcess {
     return this.running ? this.child?.pid : undefined;
   }
 
-  /** Starts `fulcrum agent --config` inside the namespace (nsenter execs node, so the
+  /** Starts `fulcrum agent --config ...` inside the namespace (nsenter execs node, so the
    * process we hold is the agent itself and a signal reaches it directly). */
   start(): void {
     if (this.running) throw new FulcrumError('ERR_INTERNAL', `agent ${this.role} is already running`);
     // The log is appended to across restarts, so one file tells the whole story.
     const log = openSync(this.logPath, 'a');
     try {
-      this.child = nsSpawn(this.ns, [process.execPath, this.cli, 'agent', '--config', this.configPath], { stdio: ['ignore', log, log] });
+      this.child = nsSpawn(this.ns, this.argv, { stdio: ['ignore', log, log] });
     } finally {
       closeSync(log);
     }
@@ -205,8 +219,11 @@ export class Lab {
   readonly topology: Topology;
   /** Agent config files and logs for this run; removed by teardown(). */
   readonly dir: string;
-  readonly options: Required<Pick<LabOptions, 'nextHop'>>;
-  readonly vips: readonly LabVip[];
+  readonly options: Required<Pick<LabOptions, 'nextHop' | 'mode'>>;
+  /** Standalone: the lab's own eight VIPs. Kubernetes: the ports of every LoadBalancerVip the operator assigned. */
+  vips: readonly LabVip[];
+  /** Kubernetes mode: the API server, the operator and the lab's kubelet part. */
+  cluster: LabCluster | undefined;
   private readonly agents = new Map<AgentRole, AgentProcess>();
   private readonly clientDrivers = new Map<ClientRole, ClientDriver>();
   private servers: PodServers | undefined;
@@ -221,9 +238,9 @@ export class Lab {
   private constructor(topology: Topology, dir: string, options: LabOptions) {
     this.topology = topology;
     this.dir = dir;
-    this.options = { nextHop: options.nextHop ?? 'mac' };
+    this.options = { nextHop: options.nextHop ?? 'mac', mode: options.mode ?? 'standalone' };
     for (const pod of POD_ROLES) this.weights.set(pod, options.weights?.[pod] ?? 1);
-    this.vips = labVips(topology);
+    this.vips = this.options.mode === 'standalone' ? labVips(topology) : [];
   }
 
   /**
@@ -241,23 +258,46 @@ export class Lab {
     const lab = new Lab(topology, dir, options);
     liveLabs.add(lab);
     try {
+      const kubernetes = lab.options.mode === 'kubernetes';
       const [servers, drivers] = await Promise.all([
-        startPodServers(topology),
+        // Kubernetes mode: UDP servers bind to the VIPs, which the operator has yet to assign.
+        kubernetes ? undefined : startPodServers(topology),
         Promise.all(CLIENT_ROLES.map((role) => ClientDriver.start(topology.clients[role]))),
       ]);
       lab.servers = servers;
       for (const driver of drivers) lab.clientDrivers.set(driver.host.role as ClientRole, driver);
       const cli = options.agentCli ?? CLI;
-      lab.agents.set('node', new AgentProcess('node', topology.backendNodeNs, dir, cli));
-      for (const role of BALANCER_ROLES) lab.agents.set(role, new AgentProcess(role, topology.balancers[role].ns, dir, cli));
-      lab.writeConfigs();
-      // All at once: no traffic flows before warm-up, which waits for all of them.
-      await Promise.all(AGENT_ROLES.map((role) => lab.startAgent(role)));
-      await lab.waitProgrammed();
+      if (lab.options.mode === 'kubernetes') {
+        lab.cluster = await LabCluster.start({ topology, dir, cli: CLI });
+        for (const role of AGENT_ROLES) {
+          const ns = role === 'node' ? topology.backendNodeNs : topology.balancers[role].ns;
+          lab.agents.set(role, new AgentProcess(role, ns, dir, cli, [
+            '--kubernetes', '--kubeconfig', lab.cluster.relayKubeconfigPath, '--node-name', role,
+            '--pod-netns', `dir=${lab.cluster.netnsDir}`,
+          ]));
+        }
+        lab.writeConfigs();
+        // An agent in Kubernetes mode is ready once its BalancerNode is programmed, which
+        // needs the operator: start them all, then the operator, then apply examples/.
+        await Promise.all(AGENT_ROLES.map((role) => lab.startAgent(role, 'serving')));
+        for (const [pod, weight] of lab.weights) if (weight !== 1) await lab.cluster.setPodWeight(pod, weight);
+        await lab.cluster.startOperator();
+        await lab.cluster.applyDir();
+        await lab.waitVipsAssigned();
+        lab.servers = await startPodServers(topology, [...new Set(lab.vips.map((v) => v.address))]);
+      } else {
+        lab.agents.set('node', new AgentProcess('node', topology.backendNodeNs, dir, cli));
+        for (const role of BALANCER_ROLES) lab.agents.set(role, new AgentProcess(role, topology.balancers[role].ns, dir, cli));
+        lab.writeConfigs();
+        // All at once: no traffic flows before warm-up, which waits for all of them.
+        await Promise.all(AGENT_ROLES.map((role) => lab.startAgent(role)));
+      }
+      await lab.waitProgrammed(options.mode === 'kubernetes' ? 30_000 : PROGRAMMED_TIMEOUT_MS);
       if (options.warmUp !== false) await lab.warmUp();
       return lab;
     } catch (err) {
-      const logs = [...lab.agents.values()].map((a) => `--- agent ${a.role} (${a.logPath}):\n${a.logTail(20)}`).join('\n');
+      const logs = [...lab.agents.values()].map((a) => `--- agent ${a.role} (${a.logPath}):\n${a.logTail(20)}`).join('\n') +
+        (lab.cluster !== undefined ? `\n--- operator (${lab.cluster.operatorLogPath}):\n${lab.cluster.operatorLog(20)}` : '');
       await lab.teardown();
       if (err instanceof Error) err.message += `\n${logs}`;
       throw err;
@@ -270,8 +310,10 @@ export class Lab {
     return driver;
   }
 
-  vip(name: LabVipName): LabVip {
-    return this.vips.find((v) => v.name === name)!;
+  vip(name: string): LabVip {
+    const vip = this.vips.find((v) => v.name === name);
+    if (vip === undefined) throw new FulcrumError('ERR_INTERNAL', `no lab VIP ${name} (have ${this.vips.map((v) => v.name).join(', ')})`);
+    return vip;
   }
 
   /** The pod a backend address belongs to (either family). */
@@ -290,21 +332,31 @@ export class Lab {
     return new Map(this.weights);
   }
 
-  /** Sets the weights of some pods (0 = drain: no new flows) and waits until both balancers run it. */
+  /**
+   * Sets the weights of some pods (0 = drain: no new flows) and waits until both
+   * balancers run it. Kubernetes mode: the pods' fulcrum.dev/weight annotation.
+   */
   async setWeights(weights: Partial<Record<PodRole, number>>): Promise<void> {
-    for (const [pod, weight] of Object.entries(weights) as [PodRole, number][]) this.weights.set(pod, weight);
+    for (const [pod, weight] of Object.entries(weights) as [PodRole, number][]) {
+      this.weights.set(pod, weight);
+      await this.cluster?.setPodWeight(pod, weight === 1 ? undefined : weight);
+    }
     await this.reprogram();
   }
 
-  /** Takes a pod out of every VIP and waits until both balancers run it. */
+  /** Takes a pod out of every VIP and waits until both balancers run it. Kubernetes
+   * mode: the pod leaves its Service's EndpointSlices. */
   async removeBackend(pod: PodRole): Promise<void> {
     this.weights.delete(pod);
+    await this.cluster?.setEndpoint(pod, 'gone');
     await this.reprogram();
   }
 
   /** Puts a pod (back) into every VIP. */
   async addBackend(pod: PodRole, weight = 1): Promise<void> {
     this.weights.set(pod, weight);
+    await this.cluster?.setPodWeight(pod, weight === 1 ? undefined : weight);
+    await this.cluster?.setEndpoint(pod, 'ready');
     await this.reprogram();
   }
 
@@ -312,6 +364,39 @@ export class Lab {
     this.generation++;
     this.writeConfigs();
     await this.waitProgrammed();
+  }
+
+  /**
+   * Kubernetes mode: waits until the operator has given every LoadBalancerVip of
+   * examples/ an address, and takes the lab's VIPs from them (one per port).
+   */
+  private async waitVipsAssigned(timeoutMs = 20_000): Promise<void> {
+    const cluster = this.cluster!;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lbvips = await cluster.loadBalancerVips();
+      // The API server has validated and defaulted these specs against the CRD.
+      type Spec = { ports?: { port: number; protocol?: Protocol }[]; encapsulation?: Encapsulation };
+      const assigned = lbvips.filter((v) => v.status?.address !== undefined && ((v.spec as Spec).ports?.length ?? 0) > 0);
+      if (lbvips.length > 0 && assigned.length === lbvips.length) {
+        this.vips = assigned.flatMap((v) => {
+          const spec = v.spec as Spec;
+          return spec.ports!.map((p) => ({
+            name: `${v.metadata.name}/${p.protocol ?? 'TCP'}/${p.port}`,
+            address: v.status!.address!,
+            port: p.port,
+            protocol: p.protocol ?? 'TCP',
+            encapsulation: spec.encapsulation ?? 'ipip',
+          }));
+        });
+        return;
+      }
+      if (!cluster.operatorRunning()) throw new FulcrumError('ERR_INTERNAL', `the operator exited:\n${cluster.operatorLog()}`);
+      if (Date.now() > deadline) {
+        throw new FulcrumError('ERR_INTERNAL', `the operator has not assigned addresses to ${lbvips.filter((v) => !assigned.includes(v)).map((v) => v.metadata.name).join(', ') || 'any LoadBalancerVip'} (is examples/ applied?):\n${cluster.operatorLog()}`);
+      }
+      await sleep(POLL_MS);
+    }
   }
 
   /**
@@ -415,9 +500,13 @@ export class Lab {
     };
   }
 
+  /** Standalone: settings and desired state. Kubernetes mode: the settings alone (the
+   * desired state is the node's BalancerNode). */
   private writeConfigs(): void {
-    writeFileAtomic(this.agent('node').configPath, stringify(this.nodeFile()));
-    for (const role of BALANCER_ROLES) writeFileAtomic(this.agent(role).configPath, stringify(this.balancerFile(role)));
+    const files: [AgentRole, AgentFile][] = [['node', this.nodeFile()], ...BALANCER_ROLES.map((role) => [role, this.balancerFile(role)] as [AgentRole, AgentFile])];
+    for (const [role, file] of files) {
+      writeFileAtomic(this.agent(role).configPath, stringify(this.options.mode === 'kubernetes' ? file.agent : file));
+    }
   }
 
   /**
@@ -427,7 +516,59 @@ export class Lab {
    */
   async waitProgrammed(timeoutMs = PROGRAMMED_TIMEOUT_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    if (this.options.mode === 'kubernetes') {
+      await this.waitClusterProgrammed(deadline);
+      return;
+    }
     await Promise.all(AGENT_ROLES.map((role) => this.waitGeneration(role, deadline)));
+    const problems = this.ringProblems();
+    if (problems.length > 0) throw new FulcrumError('ERR_INTERNAL', `programmed, but the maps disagree:\n  ${problems.join('\n  ')}`);
+  }
+
+  /**
+   * Kubernetes mode: the operator writes BalancerNodes when it gets to them, so "the
+   * change is programmed" is a state to wait for, not an event: every agent ready, every
+   * BalancerNode's status at its spec's generation and Programmed, every
+   * LoadBalancerVip Programmed on both balancer nodes, and the rings in the pinned maps
+   * as the weights say.
+   */
+  private async waitClusterProgrammed(deadline: number): Promise<void> {
+    const cluster = this.cluster!;
+    let problems: string[] = [];
+    for (;;) {
+      problems = [];
+      for (const role of AGENT_ROLES) {
+        const agent = this.agent(role);
+        if (!agent.running) throw new FulcrumError('ERR_INTERNAL', `agent ${role} is not running:\n${agent.logTail()}`);
+      }
+      if (!cluster.operatorRunning()) throw new FulcrumError('ERR_INTERNAL', `the operator exited:\n${cluster.operatorLog()}`);
+      const nodes = await cluster.balancerNodes();
+      const missing = AGENT_ROLES.filter((role) => !nodes.some((n) => n.metadata.name === role));
+      if (missing.length > 0) problems.push(`no BalancerNode yet for ${missing.join(', ')}`);
+      for (const node of nodes) {
+        const programmed = node.status?.conditions?.find((c) => c.type === 'Programmed');
+        if (node.status?.observedGeneration !== node.metadata.generation || programmed?.status !== 'True') {
+          problems.push(`BalancerNode ${node.metadata.name}: generation ${node.metadata.generation}, status at ${node.status?.observedGeneration ?? 'none'}, Programmed ${programmed?.status ?? '?'} ${programmed?.reason ?? ''} ${programmed?.message ?? ''}`);
+        }
+      }
+      for (const vip of await cluster.loadBalancerVips()) {
+        const programmed = vip.status?.conditions?.find((c) => c.type === 'Programmed');
+        if (programmed?.status !== 'True' || vip.status?.balancerNodes?.programmed !== BALANCER_ROLES.length) {
+          problems.push(`LoadBalancerVip ${vip.metadata.name}: Programmed ${programmed?.status ?? '?'} (${programmed?.reason ?? ''}: ${programmed?.message ?? ''}), on ${vip.status?.balancerNodes?.programmed ?? 0} nodes`);
+        }
+      }
+      if (problems.length === 0) problems = this.ringProblems();
+      if (problems.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new FulcrumError('ERR_INTERNAL', `the cluster has not programmed the lab's state:\n  ${problems.join('\n  ')}\n--- operator:\n${cluster.operatorLog(15)}`);
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Each VIP's ring on each balancer holds exactly the pods of weight > 0, in proportion
+   * to their weights (within 1 % of the ring). */
+  private ringProblems(): string[] {
     const problems: string[] = [];
     for (const role of BALANCER_ROLES) {
       for (const vip of this.vips) {
@@ -447,7 +588,7 @@ export class Lab {
         }
       }
     }
-    if (problems.length > 0) throw new FulcrumError('ERR_INTERNAL', `programmed, but the maps disagree:\n  ${problems.join('\n  ')}`);
+    return problems;
   }
 
   /** A few flows from every client to every VIP: resolves every neighbour on the way,
@@ -482,15 +623,16 @@ export class Lab {
     return this.agent(role).logTail(lines);
   }
 
-  /** Starts an agent and waits for its /readyz. */
-  async startAgent(role: AgentRole): Promise<void> {
+  /** Starts an agent and waits for its /readyz (or, `serving`, its /healthz: an agent in
+   * Kubernetes mode is ready only once it has programmed a BalancerNode). */
+  async startAgent(role: AgentRole, until: 'ready' | 'serving' = 'ready'): Promise<void> {
     const agent = this.agent(role);
     agent.start();
     const deadline = Date.now() + READY_TIMEOUT_MS;
     let last = '';
     for (;;) {
       if (!agent.running) throw new FulcrumError('ERR_INTERNAL', `agent ${role} exited during start-up:\n${agent.logTail()}`);
-      const r = await this.agentHttp(role, '/readyz');
+      const r = await this.agentHttp(role, until === 'ready' ? '/readyz' : '/healthz');
       if (r.status === 200) return;
       last = `${r.status} ${r.body.trim().slice(0, 200)}`;
       if (Date.now() > deadline) throw new FulcrumError('ERR_INTERNAL', `agent ${role} not ready after ${READY_TIMEOUT_MS} ms (last /readyz: ${last}):\n${agent.logTail()}`);
@@ -620,6 +762,7 @@ export class Lab {
       // Agents get SIGKILL: their orderly stop keeps the data plane pinned on purpose,
       // and the namespaces and pins go next anyway.
       await Promise.allSettled([...this.agents.values()].map((a) => a.stop('SIGKILL')));
+      await this.cluster?.stop().catch(() => undefined);
     } finally {
       await this.topology.cleanup();
       rmSync(this.dir, { recursive: true, force: true });

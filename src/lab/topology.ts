@@ -19,7 +19,8 @@
 // namespaces:
 //   link i of a role  10.<role>.<i>.0/24 and fd00:<role>:<i>::/64; the router is .1 / ::1
 //                     and the host .2 / ::2 (role: 100 clients, 110 balancers, 120 pods)
-//   VIPs              203.0.113.10 (TEST-NET-3) and 2001:db8:100::10 (documentation)
+//   VIPs              203.0.113.0/24 (TEST-NET-3) and 2001:db8:100::/64 (documentation),
+//                     routed to the balancers; the standalone lab uses .10 and ::10
 import { fileURLToPath } from 'node:url';
 import { inNetns } from '../agent/bpf/attach.ts';
 import { BpfObject } from '../agent/bpf/object.ts';
@@ -37,6 +38,9 @@ export const POD_ROLES: readonly PodRole[] = ['pod1', 'pod2', 'pod3'];
 
 export const VIP4 = '203.0.113.10';
 export const VIP6 = '2001:db8:100::10';
+/** The router sends all of these to the balancers: VIPs the lab or a VipPool picks from them. */
+export const VIP_PREFIX4 = '203.0.113.0/24';
+export const VIP_PREFIX6 = '2001:db8:100::/64';
 
 /** The one interface every host has towards the router. */
 export const HOST_IFACE = 'eth0';
@@ -236,8 +240,8 @@ async function build(registry: Registry): Promise<Topology> {
       const hops = via.map((role) => balancers[role]);
       const v4 = hops.flatMap((h) => ['nexthop', 'via', h.local.ipv4, 'dev', h.router.iface, 'weight', '1']);
       const v6 = hops.flatMap((h) => ['nexthop', 'via', h.local.ipv6, 'dev', h.router.iface, 'weight', '1']);
-      await nsExec(routerNs, ['ip', 'route', 'replace', `${VIP4}/32`, ...v4]);
-      await nsExec(routerNs, ['ip', '-6', 'route', 'replace', `${VIP6}/128`, ...v6]);
+      await nsExec(routerNs, ['ip', 'route', 'replace', VIP_PREFIX4, ...v4]);
+      await nsExec(routerNs, ['ip', '-6', 'route', 'replace', VIP_PREFIX6, ...v6]);
       // Cached routing decisions of established sockets live on the pods and clients,
       // not here: the router looks the route up per packet, so the change is immediate.
     },

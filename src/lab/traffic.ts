@@ -73,10 +73,10 @@ export type PodServers = {
 
 /**
  * Starts the HTTP and UDP servers in every pod. The UDP sockets are bound to the VIPs
- * (see pod-server.ts), which needs ip_nonlocal_bind until the agent has put the VIPs
- * on the pod's loopback.
+ * (`udpAddresses`, the standalone lab's two by default; see pod-server.ts), which needs
+ * ip_nonlocal_bind until the agent has put the VIPs on the pod's loopback.
  */
-export async function startPodServers(topology: Topology): Promise<PodServers> {
+export async function startPodServers(topology: Topology, udpAddresses: readonly string[] = [topology.vip4, topology.vip6]): Promise<PodServers> {
   const children: ChildProcess[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(children.map(stopChild));
@@ -88,7 +88,7 @@ export async function startPodServers(topology: Topology): Promise<PodServers> {
         process.execPath, POD_SERVER, '--name', role,
         ...[HTTP_PORT, HTTP_PORT_GUE].flatMap((port) => ['--http-port', String(port)]),
         ...[UDP_PORT, UDP_PORT_GUE].flatMap((port) => ['--udp-port', String(port)]),
-        '--udp-bind', topology.vip4, '--udp-bind', topology.vip6,
+        ...udpAddresses.flatMap((address) => ['--udp-bind', address]),
       ]);
       children.push(child);
       await waitReady(child, `pod server ${role}`, (msg) => msg.ready === true);
