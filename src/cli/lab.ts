@@ -1,7 +1,10 @@
 // `fulcrum lab`: the demo and the README's main job. It builds the network-namespace lab
 // (two clients, a router that spreads VIP traffic over two balancer nodes by ECMP,
-// three backend pods), starts real agents in standalone mode, and drives real HTTP and
-// UDP traffic at the VIPs while it shows, live, which pod answers. Midway it drains one
+// three backend pods), runs the whole product on it — the in-process API server, the
+// real operator, agents in Kubernetes mode — applies examples/, and drives real HTTP and
+// UDP traffic at the VIPs the operator assigned while it shows, live, which pod answers.
+// While it runs, kubectl works against it (the kubeconfig it prints). `--standalone`
+// runs the agents from YAML files instead, without Kubernetes. Midway it drains one
 // pod (weight 0) and brings it back, then prints a summary: the spread, the proof of
 // direct server return (the balancers never carry a reply), and the data plane's own
 // counters. Everything lives in namespaces the lab creates and removes again, also on
@@ -12,7 +15,7 @@ import { POD_ROLES, type PodRole } from '../lab/topology.ts';
 import { countByPod, failedFlows, type FlowResult } from '../lab/traffic.ts';
 import { EXIT, usageError, type CommandModule } from './common.ts';
 
-type LabFlags = { duration: string; flows: string; nextHop: 'mac' | 'fib' };
+type LabFlags = { duration: string; flows: string; nextHop: 'mac' | 'fib'; standalone?: boolean; hold?: boolean };
 
 const BAR = 40;
 const ROUND_MS = 1000;
@@ -42,18 +45,37 @@ async function runLab(flags: LabFlags): Promise<void> {
   const out = (line = '') => process.stdout.write(`${line}\n`);
   const live = process.stdout.isTTY === true;
 
-  out('fulcrum lab: building network namespaces, starting agents (standalone mode) ...');
-  const lab = await Lab.start({ nextHop: flags.nextHop });
+  const mode = flags.standalone === true ? 'standalone' : 'kubernetes';
+  out(mode === 'kubernetes'
+    ? 'fulcrum lab: building network namespaces, starting the API server, the operator and the agents, applying examples/ ...'
+    : 'fulcrum lab: building network namespaces, starting agents (standalone mode) ...');
+  const lab = await Lab.start({ nextHop: flags.nextHop, mode });
   try {
-    const t = lab.topology;
-    out(`  VIPs ${t.vip4} and ${t.vip6}: HTTP (TCP) and UDP, IPIP and GUE; backends ${POD_ROLES.join(', ')}; balancers lb1, lb2 (next hop: ${flags.nextHop})`);
-    out(`  agent logs and configs: ${lab.dir}`);
+    // The targets: an IPv4 and an IPv6 VIP, each with an HTTP and a UDP port.
+    const target = (family: 4 | 6, protocol: 'TCP' | 'UDP') => {
+      const vip = lab.vips.find((v) => v.protocol === protocol && v.address.includes(':') === (family === 6));
+      if (vip === undefined) throw new Error(`no IPv${family} ${protocol} VIP to drive traffic at`);
+      return vip;
+    };
+    const [http4, http6, udp4, udp6] = [target(4, 'TCP'), target(6, 'TCP'), target(4, 'UDP'), target(6, 'UDP')];
+    for (const vip of [http4, http6, udp4, udp6]) out(`  VIP ${vip.name.padEnd(16)} ${vip.address} port ${vip.port}/${vip.protocol} (${vip.encapsulation})`);
+    out(`  backends ${POD_ROLES.join(', ')}; balancer nodes lb1, lb2 (next hop: ${flags.nextHop})`);
+    out(`  logs and configs: ${lab.dir}`);
+    if (lab.cluster !== undefined) {
+      out();
+      out('  kubectl works against the lab while it runs (kubectl: .tools/bin/kubectl, from scripts/kube-tools.sh):');
+      out(`    export KUBECONFIG=${lab.cluster.kubeconfigPath}`);
+      out('    kubectl get lbvip,svc -n demo          kubectl describe lbvip web -n demo');
+      out('    kubectl get balancernodes              kubectl annotate pod pod3 -n demo fulcrum.dev/weight=2');
+      out('    kubectl apply -f examples/             kubectl delete lbvip web6 -n demo');
+      if (flags.hold !== true) out('  (add --hold to keep the lab up after the summary, until Ctrl-C)');
+    }
     out();
 
     const before = await Promise.all([lab.linkStats('lb1'), lab.linkStats('lb2'), lab.linkStats('client1'), lab.linkStats('client2')]);
     // A long download alongside the short flows: with direct server return its bytes
     // flow pod → client and never cross a balancer.
-    const download = await lab.client('client2').startTransfer(t.vip4, { direction: 'download', bytes: 40_000_000, durationMs: seconds * 500 });
+    const download = await lab.client('client2').startTransfer(http4.address, { direction: 'download', bytes: 40_000_000, durationMs: seconds * 500 });
     const total: Record<string, number> = {};
     const failures: FlowResult[] = [];
     const started = Date.now();
@@ -75,10 +97,10 @@ async function runLab(flags: LabFlags): Promise<void> {
       round++;
       const roundCounts: Record<string, number> = {};
       const results = (await Promise.all([
-        lab.client('client1').http(t.vip4, { count: flowsPerRound }),
-        lab.client('client2').http(t.vip6, { count: flowsPerRound }),
-        lab.client('client1').udp(t.vip4, { count: Math.ceil(flowsPerRound / 2) }),
-        lab.client('client2').udp(t.vip6, { count: Math.ceil(flowsPerRound / 2) }),
+        lab.client('client1').http(http4.address, { count: flowsPerRound, port: http4.port }),
+        lab.client('client2').http(http6.address, { count: flowsPerRound, port: http6.port }),
+        lab.client('client1').udp(udp4.address, { count: Math.ceil(flowsPerRound / 2), port: udp4.port }),
+        lab.client('client2').udp(udp6.address, { count: Math.ceil(flowsPerRound / 2), port: udp6.port }),
       ])).flat();
       add(roundCounts, countByPod(results));
       add(total, roundCounts);
@@ -111,8 +133,14 @@ async function runLab(flags: LabFlags): Promise<void> {
     out(`  a ${downloaded.bytes} byte download from ${downloaded.pod ?? '?'} (${downloaded.completed ? 'complete' : `incomplete: ${downloaded.error}`}) ran alongside`);
     out(`  direct server return: the clients received ${delta(2, 'rxBytes') + delta(3, 'rxBytes')} bytes, the balancers' NICs only ${delta(0, 'rxBytes') + delta(1, 'rxBytes')} (the requests) — replies go from the pods straight to the clients`);
     forwarded.forEach((f, i) => out(`  lb${i + 1}: ${f.packets} packets forwarded, connection table ${f.hits} hits / ${f.misses} misses, ${f.drops} dropped`));
-    out(`  inspect it yourself while a lab runs: metrics at http://127.0.0.1:9464/metrics inside each balancer namespace (nsenter --net=/run/netns/${t.prefix}-lb1 ...)`);
+    out(`  look inside a balancer: fulcrum inspect --pin-dir ${lab.pinRoot('lb1')}   (its metrics: nsenter --net=/run/netns/${lab.topology.prefix}-lb1 curl -s 127.0.0.1:9464/metrics)`);
     if (failures.length > 0) throw new Error(`${failures.length} flows got no answer`);
+    if (flags.hold === true) {
+      out();
+      out('the lab stays up (--hold): kubectl and fulcrum inspect work as shown above; Ctrl-C removes it.');
+      // The lab's own SIGINT handler tears everything down and exits.
+      await new Promise<never>(() => undefined);
+    }
   } finally {
     out('removing the lab ...');
     await lab.teardown();
@@ -128,12 +156,15 @@ export const labCommand: CommandModule = {
       .summary('run the lab: real traffic through real XDP balancers in network namespaces')
       .description(
         'Build a lab of network namespaces (clients, an ECMP router, two balancer nodes, three backend pods), ' +
-          'run the agents, drive HTTP and UDP traffic at the VIPs and show live which pod answers; drain one pod ' +
-          'midway and bring it back; print a summary; remove everything. Needs root.',
+          'run an in-process Kubernetes API server, the operator and the agents, apply examples/, drive HTTP and UDP ' +
+          'traffic at the VIPs and show live which pod answers; drain one pod midway (its weight annotation) and bring ' +
+          'it back; print a summary; remove everything. kubectl works against it while it runs. Needs root.',
       )
       .option('--duration <seconds>', 'how long to drive traffic', '30')
       .option('--flows <n>', 'new HTTP flows per client and round', '100')
       .addOption(new Option('--next-hop <how>', 'how balancers find the next hop').choices(['mac', 'fib']).default('mac'))
+      .option('--standalone', 'no Kubernetes: the agents run from YAML files the lab writes (as on a host without a cluster)')
+      .option('--hold', 'keep the lab up after the summary (for kubectl and fulcrum inspect) until Ctrl-C')
       .action(async (flags: LabFlags) => {
         if (process.getuid?.() !== 0) throw usageError('the lab needs root (BPF and network namespaces)');
         await runLab(flags);
