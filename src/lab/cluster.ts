@@ -239,6 +239,10 @@ export class LabCluster {
     }
   }
 
+  get operatorPid(): number | undefined {
+    return this.operatorRunning() ? this.operator!.pid : undefined;
+  }
+
   operatorRunning(): boolean {
     return this.operator !== undefined && this.operator.exitCode === null && this.operator.signalCode === null;
   }

@@ -49,13 +49,16 @@ describe('lab hygiene', () => {
   });
 
   test('a SIGKILLed lab run is swept by its guardian, or else by the next run', async (t) => {
-    // The guardian watches the lab's process and sweeps the moment it is gone.
-    const guarded = await startLabProcess();
+    // The guardian watches the lab's process and sweeps the moment it is gone. This one
+    // is the README's lab: the operator and the agents in Kubernetes mode, whose API
+    // server died with the process.
+    const guarded = await startLabProcess('kubernetes');
     killQuietly(guarded.pid);
     await waitFor(() => labNamespaces(guarded.prefix).length === 0 && !existsSync(guarded.pinRoot) && !existsSync(guarded.dir), 15_000,
       `the guardian did not sweep ${guarded.prefix}`);
-    assert.deepEqual(guarded.agents.filter(processAlive), [], 'its agents were stopped with their namespaces');
-    t.diagnostic(`${guarded.prefix}: SIGKILLed; its guardian removed everything`);
+    assert.equal(guarded.agents.length, 4, 'three agents and the operator');
+    assert.deepEqual(guarded.agents.filter(processAlive), [], 'its agents and operator were stopped with their namespaces');
+    t.diagnostic(`${guarded.prefix}: SIGKILLed (Kubernetes mode); its guardian removed everything`);
 
     // With the guardian killed too, the leftovers stay until the next run sweeps.
     const orphan = await startLabProcess();
@@ -76,8 +79,8 @@ describe('lab hygiene', () => {
 type LabProcess = { pid: number; prefix: string; pinRoot: string; dir: string; agents: number[]; guardian: number };
 
 /** A lab in a process of its own (fixtures/lab-process.ts), up and described. */
-async function startLabProcess(): Promise<LabProcess> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lab-process.ts', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startLabProcess(mode: 'standalone' | 'kubernetes' = 'standalone'): Promise<LabProcess> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lab-process.ts', import.meta.url)), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
   const exited = once(child, 'exit');
