@@ -1,12 +1,13 @@
 // Operator test harness: one in-process API server per test file with the fulcrum.dev
 // CRDs installed, an operator (or several) against it, object builders, a fake agent
 // that writes BalancerNode status as the real one would, and polling helpers.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Level } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { startApiServer } from '../../src/apiserver/index.ts';
+import { CRD_DIR, readProjectCrds } from '../../src/lab/cluster.ts';
 import type { ApiServer, ApiServerOptions } from '../../src/apiserver/index.ts';
 import type { BalancerNode, LoadBalancerVip, VipPool } from '../../src/operator/api.ts';
 import { vipKey } from '../../src/shared/desired-state.ts';
@@ -24,16 +25,7 @@ const CRD_RESOURCE = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'cu
 
 /** The project's CRDs when crds/ holds all three kinds; the test stand-ins otherwise. */
 export function loadCrds(source: 'repo' | 'fixtures' = 'repo'): KubeObject[] {
-  const dir = join(REPO_ROOT, 'crds');
-  const fromRepo: KubeObject[] = [];
-  if (source === 'repo' && existsSync(dir)) {
-    for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')).sort()) {
-      for (const doc of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
-        const obj = doc.toJS() as KubeObject | null;
-        if (obj?.kind === 'CustomResourceDefinition') fromRepo.push(obj);
-      }
-    }
-  }
+  const fromRepo = source === 'repo' && existsSync(CRD_DIR) ? readProjectCrds(CRD_DIR) : [];
   if (CRD_NAMES.every((n) => fromRepo.some((c) => c.metadata.name === n))) return fromRepo.filter((c) => CRD_NAMES.includes(c.metadata.name));
   const fixture = readFileSync(join(REPO_ROOT, 'test', 'operator', 'fixtures', 'crds.yaml'), 'utf8');
   return parseAllDocuments(fixture).map((d) => d.toJS() as KubeObject);
