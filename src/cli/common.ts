@@ -11,8 +11,24 @@ export const EXIT = {
   runtime: 1,
   /** The command line or a configuration file is wrong: fix it and run again. */
   usage: 2,
+  /**
+   * Nothing to look at: no Fulcrum data plane is pinned where `fulcrum inspect` looked.
+   * Its own code, because it is an answer (the agent is not running or not installed on
+   * this node) that scripts and probes act on, not a failure to read.
+   */
+  notPinned: 3,
 } as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/**
+ * The exit status of a child that a command runs on the user's behalf (`fulcrum bench`),
+ * passed through unchanged: the benchmark's own code means what the benchmark says.
+ */
+export type ChildExitCode = number & { readonly childExitCode: true };
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT] | ChildExitCode;
+
+export function childExitCode(code: number): ChildExitCode {
+  return code as ChildExitCode;
+}
 
 /** Error codes that mean "what you gave me is wrong" rather than "something broke". */
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_CONFIG', 'ERR_DESIRED_STATE']);

@@ -4,11 +4,13 @@
 import { Command, CommanderError } from 'commander';
 import { FULCRUM_VERSION } from '../shared/version.ts';
 import { agentCommand } from './agent.ts';
+import { benchCommand } from './bench.ts';
+import { inspectCommand } from './inspect.ts';
 import { labCommand } from './lab.ts';
 import { operatorCommand } from './operator.ts';
 import { EXIT, exitCodeFor, reportError, type CommandModule, type ExitCode } from './common.ts';
 
-export const COMMANDS: readonly CommandModule[] = [agentCommand, operatorCommand, labCommand];
+export const COMMANDS: readonly CommandModule[] = [agentCommand, operatorCommand, labCommand, inspectCommand, benchCommand];
 
 /** Runs the CLI on `argv` (process.argv form) and resolves to the exit code. Never throws. */
 export async function main(argv: readonly string[]): Promise<ExitCode> {
