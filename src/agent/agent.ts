@@ -352,7 +352,7 @@ export class Agent {
 
     const durationMs = performance.now() - started;
     if (errors.length > 0 || decap === undefined) {
-      for (const e of errors) this.metrics.observeProgramming('failed', durationMs, 0, e.code);
+      this.metrics.observeProgramming('failed', durationMs, 0, errors.map((e) => e.code));
       this.#log.error({ generation, errors, durationMs: round(durationMs) }, 'reconcile failed');
       return { outcome: 'failed', generation, durationMs, errors, programmedGeneration: this.#programmedGeneration, ...(decap !== undefined ? { decap } : {}) };
     }

@@ -196,7 +196,7 @@ export class AgentMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    this.programmingErrors = new Counter({ name: `${p}programming_errors_total`, help: 'Failed reconciles, by error code', labelNames: ['code'], registers });
+    this.programmingErrors = new Counter({ name: `${p}programming_errors_total`, help: 'Errors of failed reconciles, by error code (one per error)', labelNames: ['code'], registers });
     this.ringSlotsWritten = new Counter({ name: `${p}ring_slots_written_total`, help: 'Maglev ring slots whose value changed in the map', registers });
     this.reconciles = new Counter({ name: `${p}reconciles_total`, help: 'Reconciles by outcome (programmed, failed, superseded)', labelNames: ['outcome'], registers });
 
@@ -210,10 +210,12 @@ export class AgentMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: p });
   }
 
-  observeProgramming(outcome: 'programmed' | 'failed', durationMs: number, ringSlots: number, errorCode?: ErrorCode): void {
+  /** One reconcile: its duration once, and each of its errors (a failed reconcile may
+   * have several: one per failing decap duty). */
+  observeProgramming(outcome: 'programmed' | 'failed', durationMs: number, ringSlots: number, errorCodes: readonly ErrorCode[] = []): void {
     this.programmingDuration.observe({ outcome }, durationMs / 1000);
     if (ringSlots > 0) this.ringSlotsWritten.inc(ringSlots);
-    if (errorCode !== undefined) this.programmingErrors.inc({ code: errorCode });
+    for (const code of errorCodes) this.programmingErrors.inc({ code });
   }
 
   /** The text exposition format. */

@@ -59,7 +59,7 @@ export type ServiceReason = (typeof SERVICE_REASONS)[number];
 export const BACKEND_REASONS = ['InvalidWeight'] as const;
 export type BackendReason = (typeof BACKEND_REASONS)[number];
 
-/** BalancerNode writes: the `outcome` label of fulcrum_operator_writes_total. */
+/** BalancerNode writes: the `outcome` label of fulcrum_operator_balancernode_writes_total. */
 export const WRITE_OUTCOMES = ['created', 'updated', 'unchanged', 'deleted', 'absent'] as const;
 export type WriteOutcome = (typeof WRITE_OUTCOMES)[number];
 
