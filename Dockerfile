@@ -92,6 +92,9 @@ COPY --from=check /opt/fulcrum/src/ src/
 COPY --from=bpf /src/bpf/build/balancer.bpf.o /src/bpf/build/decap.bpf.o bpf/build/
 # The CRDs, for `kubectl apply` from the image when Helm does not manage them.
 COPY crds/ crds/
+# `fulcrum` on the PATH, for `kubectl exec … -- fulcrum inspect` on a node's agent.
+RUN printf '#!/bin/sh\nexec node /opt/fulcrum/src/cli.ts "$@"\n' >/usr/local/bin/fulcrum \
+ && chmod 0755 /usr/local/bin/fulcrum
 LABEL org.opencontainers.image.title="fulcrum" \
       org.opencontainers.image.description="Fulcrum: layer-4 XDP load balancing for Kubernetes on bare metal (operator and node agent)" \
       org.opencontainers.image.version="${VERSION}" \
