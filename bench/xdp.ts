@@ -59,8 +59,13 @@ function main(): void {
 
 const VIP4 = '10.10.0.1';
 const VIP6 = 'fd00:10::1';
+/** An address whose only VIP bypasses the connection table. */
+const VIP4_BYPASS = '10.10.0.2';
+/** An address with both kinds of VIP: its established flows look the VIP up before the
+ * table (so bypass traffic never pays a table miss), which costs them one lookup more. */
+const VIP4_MIXED = '10.10.0.3';
 
-/** Four VIPs on 100 backends each (mixed families), 65537-slot Maglev rings. */
+/** Six VIPs on 100 backends each (mixed families), 65537-slot Maglev rings. */
 function program(balancer: BalancerProgram): void {
   const backends = Array.from({ length: BACKENDS }, (_, i) => ({ id: i + 1, address: i % 2 ? `10.1.${i >> 8}.${i & 255}` : `fd00:1::${i.toString(16)}` }));
   balancer.writeBackends(backends);
@@ -68,27 +73,33 @@ function program(balancer: BalancerProgram): void {
   const vips = [
     { address: VIP4, port: 80, protocol: 6, id: 0, flags: 0, gen: 1 },
     { address: VIP4, port: 53, protocol: 17, id: 1, flags: 0, gen: 1 },
-    { address: VIP4, port: 81, protocol: 6, id: 2, flags: 2 /* lru bypass */, gen: 1 },
+    { address: VIP4_BYPASS, port: 81, protocol: 6, id: 2, flags: 2 /* lru bypass */, gen: 1 },
     { address: VIP6, port: 443, protocol: 6, id: 3, flags: 0, gen: 1 },
+    { address: VIP4_MIXED, port: 80, protocol: 6, id: 4, flags: 0, gen: 1 },
+    { address: VIP4_MIXED, port: 81, protocol: 6, id: 5, flags: 2 /* lru bypass */, gen: 1 },
   ];
   for (const vip of vips) {
     balancer.writeRing({ vipId: vip.id, ring });
     balancer.writeVip(vip);
   }
-  // VIP4 holds table VIPs and the LRU-bypass VIP: flags uses-table | has-bypass.
-  balancer.writeAddressSlots(new AddressTable(4, balancer.addressSlots).upsert(VIP4, 3, 1));
+  // Address flags: 1 = some VIP uses the table, 2 = some VIP bypasses it.
+  const v4 = new AddressTable(4, balancer.addressSlots);
+  balancer.writeAddressSlots(v4.upsert(VIP4, 1, 1));
+  balancer.writeAddressSlots(v4.upsert(VIP4_BYPASS, 2, 3));
+  balancer.writeAddressSlots(v4.upsert(VIP4_MIXED, 3, 4));
   balancer.writeAddressSlots(new AddressTable(6, balancer.addressSlots).upsert(VIP6, 1, 2));
 }
 
 function scenarios(): Scenario[] {
-  const v4 = (dport: number, o: { syn?: boolean } = {}) =>
-    frame(ipv4({ src: '198.51.100.7', dst: VIP4, ttl: 61 }, tcp({ sport: 40000, dport, flags: o.syn ? { syn: true } : { ack: true }, payload })));
+  const v4 = (dport: number, o: { syn?: boolean; dst?: string } = {}) =>
+    frame(ipv4({ src: '198.51.100.7', dst: o.dst ?? VIP4, ttl: 61 }, tcp({ sport: 40000, dport, flags: o.syn ? { syn: true } : { ack: true }, payload })));
   return [
     { name: 'floor', prog: 'floor', input: v4(80), expect: XDP_PASS },
     { name: 'v4_tcp_established', prog: 'balancer', input: v4(80), expect: XDP_TX },
     { name: 'v6_tcp_established', prog: 'balancer', input: frame(ipv6({ src: '2001:db8:c::7', dst: VIP6 }, tcp({ sport: 40000, dport: 443, flags: { ack: true }, payload }))), expect: XDP_TX },
     { name: 'v4_udp_established', prog: 'balancer', input: frame(ipv4({ src: '198.51.100.7', dst: VIP4 }, udp({ sport: 40000, dport: 53, payload }))), expect: XDP_TX },
-    { name: 'v4_lru_bypass', prog: 'balancer', input: v4(81), expect: XDP_TX },
+    { name: 'v4_lru_bypass', prog: 'balancer', input: v4(81, { dst: VIP4_BYPASS }), expect: XDP_TX },
+    { name: 'v4_tcp_established_mixed_address', prog: 'balancer', input: v4(80, { dst: VIP4_MIXED }), expect: XDP_TX },
     { name: 'non_vip_pass', prog: 'balancer', input: frame(ipv4({ src: '198.51.100.7', dst: '192.0.2.99' }, tcp({ sport: 40000, dport: 80, flags: { ack: true }, payload }))), expect: XDP_PASS },
     { name: 'icmp_echo_vip', prog: 'balancer', input: frame(ipv4({ src: '198.51.100.7', dst: VIP4 }, icmpEchoRequest({ id: 1, seq: 1, payload }))), expect: XDP_TX },
   ];
