@@ -8,11 +8,8 @@ import { z } from 'zod';
 import { parseLogLevel, rootLogger, setLogLevel, LOG_LEVELS } from '../shared/logging.ts';
 import { ObjectName } from '../shared/api/common.ts';
 import { AgentConfig } from '../agent/config.ts';
-import { uninstallNode } from '../agent/agent.ts';
-import { loadKubeConfig, serveKubernetesAgent } from '../agent/kubernetes.ts';
 import { DEFAULT_NETNS_STRATEGIES, formatNetnsStrategy, parseNetnsStrategies } from '../agent/netns-resolver.ts';
 import { FulcrumError } from '../shared/errors.ts';
-import { parseYaml, readConfigText, runStandalone } from '../agent/standalone.ts';
 import { EXIT, usageError, type CommandModule } from './common.ts';
 
 type AgentFlags = {
@@ -66,6 +63,10 @@ export const agentCommand: CommandModule = {
       .action(async (flags: AgentFlags) => {
         if (flags.logLevel !== undefined) setLogLevel(parseLogLevel(flags.logLevel, '--log-level'));
         if (flags.uninstall === true && flags.resetMaps === true) throw usageError('--uninstall and --reset-maps do not go together');
+        // The data plane and the Kubernetes client load here, not at the top: every
+        // other `fulcrum` command (and --help) starts without them.
+        const { parseYaml, readConfigText, runStandalone } = await import('../agent/standalone.ts');
+        const { uninstallNode } = await import('../agent/agent.ts');
         if (flags.kubernetes === true) {
           await runKubernetesMode(flags);
           setExitCode(EXIT.ok);
@@ -106,6 +107,9 @@ export const agentCommand: CommandModule = {
  * column, the node name, the strategies, the kubeconfig), then run until SIGTERM.
  */
 async function runKubernetesMode(flags: AgentFlags): Promise<void> {
+  const [{ parseYaml, readConfigText }, { uninstallNode }, { loadKubeConfig, serveKubernetesAgent }] = await Promise.all([
+    import('../agent/standalone.ts'), import('../agent/agent.ts'), import('../agent/kubernetes.ts'),
+  ]);
   const nodeName = (flags.nodeName ?? process.env.NODE_NAME ?? '').trim();
   const text = await readConfigText(flags.config);
   const data: unknown = parseYaml(text, flags.config, z.unknown());

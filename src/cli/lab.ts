@@ -10,9 +10,8 @@
 // counters. Everything lives in namespaces the lab creates and removes again, also on
 // Ctrl-C; nothing is sent from or to the host's network.
 import { Option } from 'commander';
-import { Lab } from '../lab/lab.ts';
-import { POD_ROLES, type PodRole } from '../lab/topology.ts';
-import { countByPod, failedFlows, type FlowResult } from '../lab/traffic.ts';
+import type { PodRole } from '../lab/topology.ts';
+import type { FlowResult } from '../lab/traffic.ts';
 import { EXIT, usageError, type CommandModule } from './common.ts';
 
 type LabFlags = { duration: string; flows: string; nextHop: 'mac' | 'fib'; standalone?: boolean; hold?: boolean };
@@ -20,9 +19,9 @@ type LabFlags = { duration: string; flows: string; nextHop: 'mac' | 'fib'; stand
 const BAR = 40;
 const ROUND_MS = 1000;
 
-function bars(counts: Readonly<Record<string, number>>, weights: ReadonlyMap<PodRole, number>): string[] {
-  const total = POD_ROLES.reduce((s, p) => s + (counts[p] ?? 0), 0) || 1;
-  return POD_ROLES.map((pod) => {
+function bars(pods: readonly PodRole[], counts: Readonly<Record<string, number>>, weights: ReadonlyMap<PodRole, number>): string[] {
+  const total = pods.reduce((s, p) => s + (counts[p] ?? 0), 0) || 1;
+  return pods.map((pod) => {
     const n = counts[pod] ?? 0;
     const share = n / total;
     const weight = weights.get(pod) ?? 0;
@@ -35,6 +34,11 @@ function add(into: Record<string, number>, from: Readonly<Record<string, number>
 }
 
 async function runLab(flags: LabFlags): Promise<void> {
+  // The lab (and with it the whole product) loads here, not at the top: every other
+  // `fulcrum` command (and --help) starts without it.
+  const [{ Lab }, { POD_ROLES }, { countByPod, failedFlows }] = await Promise.all([
+    import('../lab/lab.ts'), import('../lab/topology.ts'), import('../lab/traffic.ts'),
+  ]);
   const seconds = Number(flags.duration);
   const flowsPerRound = Number(flags.flows);
   if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw usageError(`--duration must be 5..3600 seconds, got ${flags.duration}`);
@@ -108,7 +112,7 @@ async function runLab(flags: LabFlags): Promise<void> {
       const note = phase === 'draining' ? 'pod2 draining (weight 0): new flows avoid it' : phase === 'restored' ? 'pod2 back (weight 1)' : 'equal weights';
       const block = [
         `round ${round}  ${elapsed.toFixed(0).padStart(3)} s / ${seconds} s   ${results.length} new flows (HTTP + UDP, IPv4 + IPv6)   ${note}`,
-        ...bars(roundCounts, lab.backends()),
+        ...bars(POD_ROLES, roundCounts, lab.backends()),
       ];
       if (live && lines > 0) process.stdout.write(`\x1b[${lines}A\x1b[J`);
       for (const line of block) out(line);
@@ -128,7 +132,7 @@ async function runLab(flags: LabFlags): Promise<void> {
 
     out();
     out(`summary after ${round} rounds:`);
-    for (const line of bars(total, new Map(POD_ROLES.map((p) => [p, 1])))) out(line.replace(/weight \d+ +/, ''));
+    for (const line of bars(POD_ROLES, total, new Map(POD_ROLES.map((p) => [p, 1])))) out(line.replace(/weight \d+ +/, ''));
     out(`  flows without an answer: ${failures.length}`);
     out(`  a ${downloaded.bytes} byte download from ${downloaded.pod ?? '?'} (${downloaded.completed ? 'complete' : `incomplete: ${downloaded.error}`}) ran alongside`);
     out(`  direct server return: the clients received ${delta(2, 'rxBytes') + delta(3, 'rxBytes')} bytes, the balancers' NICs only ${delta(0, 'rxBytes') + delta(1, 'rxBytes')} (the requests) — replies go from the pods straight to the clients`);

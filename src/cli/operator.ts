@@ -4,9 +4,7 @@
 // cleanly: controllers drain and the lease is released so a standby takes over at once.
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Option } from 'commander';
-import { Operator } from '../operator/operator.ts';
 import { LOG_LEVELS, child, parseLogLevel, rootLogger, setLogLevel } from '../shared/logging.ts';
 import type { Logger } from '../shared/logging.ts';
 import { EXIT, usageError, type CommandModule } from './common.ts';
@@ -31,18 +29,6 @@ export function operatorNamespace(flag: string | undefined, env: NodeJS.ProcessE
   return 'default';
 }
 
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (path !== undefined) kc.loadFromFile(path);
-    else kc.loadFromDefault();
-  } catch (err) {
-    throw usageError(`cannot load the kubeconfig${path !== undefined ? ` ${path}` : ''}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  if (kc.getCurrentCluster() === null) throw usageError(`the kubeconfig${path !== undefined ? ` ${path}` : ''} has no current cluster`);
-  return kc;
-}
-
 function parsePort(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -52,6 +38,9 @@ function parsePort(text: string | undefined): number | undefined {
 
 /** Runs the operator until `signal` aborts. */
 export async function runOperator(flags: OperatorFlags, signal: AbortSignal, log: Logger = child({ component: 'operator' })): Promise<void> {
+  // Imported here, not at the top: the Kubernetes client and the operator take most of
+  // a second to load, which every other `fulcrum` command (and --help) need not pay.
+  const [{ loadKubeConfig }, { Operator }] = await Promise.all([import('../shared/kubeconfig.ts'), import('../operator/operator.ts')]);
   const kubeConfig = loadKubeConfig(flags.kubeconfig);
   const httpPort = parsePort(flags.metricsPort ?? '8080');
   const operator = new Operator({

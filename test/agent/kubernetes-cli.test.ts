@@ -106,7 +106,7 @@ test('Kubernetes mode reports a wrong file with line and field, bad strategies, 
 
   const none = run(['agent', '--kubernetes', '--config', file], { NODE_NAME: 'node-a', HOME: dir!.dir });
   assert.equal(none.status, 2);
-  assert.match(none.stderr, /no kubeconfig: pass --kubeconfig <file>, set KUBECONFIG, or run the agent in a pod/);
+  assert.match(none.stderr, /no kubeconfig: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod/);
 });
 
 test('the agent runs in Kubernetes mode through the CLI: programs its BalancerNode, reports, stops on SIGTERM', rootOnly, async () => {

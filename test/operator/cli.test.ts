@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
-import { loadKubeConfig, operatorCommand, operatorNamespace, runOperator } from '../../src/cli/operator.ts';
+import { operatorCommand, operatorNamespace, runOperator } from '../../src/cli/operator.ts';
+import { loadKubeConfig } from '../../src/shared/kubeconfig.ts';
 import type { BalancerNode } from '../../src/operator/api.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Lease } from '../../src/operator/kinds.ts';
