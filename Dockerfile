@@ -67,14 +67,15 @@ ARG REVISION=unknown
 #   util-linux  nsenter: the agent runs ip and sysctl inside backend pods' network
 #               namespaces through it (src/agent/pod-netns.ts)
 #   iproute2    ip: VIPs on backend pods' lo (ip -batch, ip -j address)
-#   procps      sysctl: the DSR sysctls in backend pods (arp_ignore, arp_announce, rp_filter)
+#   (sh and cat, which write and read the DSR sysctls in backend pods, are Essential:
+#   every debian:12-slim has them)
 #   mount       mount -t bpf: the chart's mount-bpffs init container (which also runs sh,
 #               stat and grep, and agent.uninstall's idle container sleep: all in every
 #               debian:12-slim)
 #   libstdc++6  the node binary links it
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libbpf1 util-linux iproute2 procps mount libstdc++6 \
+      libbpf1 util-linux iproute2 mount libstdc++6 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 # The operator's user; the agent's DaemonSet runs as root instead (BPF, network namespaces).

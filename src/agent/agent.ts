@@ -166,6 +166,7 @@ export class Agent {
         objectPath: join(config.bpfObjectDir ?? defaultObjectDir(), DECAP_OBJECT),
         guePort: config.balancer?.guePort ?? DEFAULT_GUE_PORT,
         pinRoot: config.pinRoot,
+    sysctlRoot: config.sysctlRoot,
         logger: log,
       });
       const started = new Agent(config, log, dataplane, decap);
@@ -430,6 +431,7 @@ export async function uninstallNode(input: unknown, log?: Logger): Promise<NodeU
     objectPath: join(config.bpfObjectDir ?? defaultObjectDir(), DECAP_OBJECT),
     guePort: config.balancer?.guePort ?? DEFAULT_GUE_PORT,
     pinRoot: config.pinRoot,
+    sysctlRoot: config.sysctlRoot,
     ...(log !== undefined ? { logger: log } : {}),
   });
   let decapResult: DecapResult;

@@ -66,6 +66,13 @@ export const AgentConfig = z.strictObject({
   bpfObjectDir: z.string().min(1).optional(),
   /** Present on balancer nodes; absent on nodes that only host backends. */
   balancer: BalancerSettings.optional(),
+  /**
+   * The procfs sys directory through which backend pods' DSR sysctls are written (from
+   * a process inside the pod's namespace). In a container the runtime mounts /proc/sys
+   * read-only: mount the host's /proc elsewhere (the chart: /host/proc) and point this
+   * at its sys directory, instead of running the agent privileged.
+   */
+  sysctlRoot: z.string().startsWith('/').regex(/^[^\0]*[^/]$/, { message: 'an absolute path without a trailing /' }).default('/proc/sys'),
   metrics: z
     .strictObject({ host: z.string().default('0.0.0.0'), port: z.int().min(0).max(65535).default(9464) })
     .default({ host: '0.0.0.0', port: 9464 }),

@@ -31,7 +31,7 @@ import { BPF_MAP_TYPE, BpfMap, createMap } from './bpf/map.ts';
 import { BpfObject, type MapSpec } from './bpf/object.ts';
 import { DECAP_MAPS, DECAP_PROGRAM, DecapProgram, type DecapMapName } from './dataplane/decap.ts';
 import {
-  PodNetns, hostPrefix, isValidInterfaceName, sameNamespace, type InterfaceAddress, type NamespaceId, type SysctlSetting,
+  DEFAULT_SYSCTL_ROOT, PodNetns, hostPrefix, isValidInterfaceName, sameNamespace, type InterfaceAddress, type NamespaceId, type SysctlSetting,
 } from './pod-netns.ts';
 
 /**
@@ -56,6 +56,8 @@ export type DecapDutiesOptions = {
   readonly guePort: number;
   /** The agent's BPF pin root, e.g. /sys/fs/bpf/fulcrum; duties pin under <pinRoot>/decap/. */
   readonly pinRoot: string;
+  /** The procfs sys directory the DSR sysctls are written through (AgentConfig.sysctlRoot). */
+  readonly sysctlRoot?: string;
   readonly logger?: Logger;
   /** Pods worked on at once (each namespace visit costs a worker thread and a few processes). */
   readonly concurrency?: number;
@@ -269,6 +271,7 @@ type PodState = {
 export class DecapDuties {
   readonly #objectPath: string;
   readonly #guePort: number;
+  readonly #sysctlRoot: string;
   readonly #dutyRoot: string;
   readonly #log: Logger;
   readonly #concurrency: number;
@@ -282,6 +285,7 @@ export class DecapDuties {
   constructor(options: DecapDutiesOptions) {
     this.#objectPath = options.objectPath;
     this.#guePort = options.guePort;
+    this.#sysctlRoot = options.sysctlRoot ?? DEFAULT_SYSCTL_ROOT;
     this.#dutyRoot = join(options.pinRoot, 'decap');
     this.#log = (options.logger ?? pino({ level: 'silent' })).child({ component: 'decap' });
     this.#concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
@@ -440,7 +444,7 @@ export class DecapDuties {
       state.addresses = [...duty.addresses];
       // Before the VIPs go on lo: with arp_ignore still 0 the pod would answer ARP
       // for a VIP the moment it is added.
-      await ns.writeSysctls(dsrSysctls(duty.interface));
+      await ns.writeSysctls(dsrSysctls(duty.interface), this.#sysctlRoot);
       await this.#syncVips(program, ns, lo.addresses, wantedVips);
 
       // Attach last: the pod decapsulates only once it can answer from the VIP.

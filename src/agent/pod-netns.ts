@@ -14,11 +14,23 @@
 // Why child processes: `nsenter --net` moves a whole short-lived process into the pod
 // namespace, so /proc/sys/net and netlink there unambiguously belong to the pod. The
 // agent's own threads never change namespace for this (see bpf/netns.ts).
+//
+// Sysctls are files written by that child, under a configurable procfs sys directory:
+// /proc/sys/net shows the namespace of the process that opens it, whichever procfs
+// mount the path goes through. So where the container runtime has made the container's
+// /proc/sys read-only, a writable mount of the host's /proc (e.g. /host/proc/sys) does
+// the same job without a privileged container.
 import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { addressFamily, canonicalAddress } from '../shared/addresses.ts';
 import { FulcrumError } from '../shared/errors.ts';
+
+/** Where sysctls are read and written unless the agent is told otherwise (AgentConfig.sysctlRoot). */
+export const DEFAULT_SYSCTL_ROOT = '/proc/sys';
+
+/** sh: write each (path, value) pair of its arguments; the first failure ends it. */
+const WRITE_FILES = 'while [ "$#" -gt 1 ]; do printf \'%s\\n\' "$2" > "$1" || exit 1; shift 2; done';
 
 /** A namespace's identity: nsfs device and inode (what `ls -L -i` shows for it). */
 export type NamespaceId = { readonly dev: number; readonly ino: number };
@@ -179,15 +191,19 @@ export class PodNetns {
     await this.#ipBatch(addresses.map((a) => `address del ${a}/${hostPrefix(a)} dev lo`));
   }
 
-  /** sysctl -w, keys in slash form (so interface names with dots stay whole). */
-  async writeSysctls(settings: readonly SysctlSetting[]): Promise<void> {
+  /**
+   * Write sysctls (slash-form keys, so interface names with dots stay whole) as the
+   * files <sysctlRoot>/<key>, from a process in this namespace. Stops at the first
+   * that fails (ERR_NETNS with the shell's words: read-only file system, no such key).
+   */
+  async writeSysctls(settings: readonly SysctlSetting[], sysctlRoot = DEFAULT_SYSCTL_ROOT): Promise<void> {
     if (settings.length === 0) return;
-    await this.run(['sysctl', '-q', '-w', ...settings.map((s) => `${s.key}=${s.value}`)]);
+    await this.run(['sh', '-c', WRITE_FILES, 'sh', ...settings.flatMap((s) => [`${sysctlRoot}/${s.key}`, String(s.value)])]);
   }
 
-  /** Read sysctls (slash-form keys) as key → value. */
-  async readSysctls(keys: readonly string[]): Promise<Map<string, string>> {
-    const out = await this.run(['sysctl', '-n', ...keys]);
+  /** Read sysctls (slash-form keys) as key → value, through <sysctlRoot>. */
+  async readSysctls(keys: readonly string[], sysctlRoot = DEFAULT_SYSCTL_ROOT): Promise<Map<string, string>> {
+    const out = await this.run(['cat', '--', ...keys.map((key) => `${sysctlRoot}/${key}`)]);
     const values = out.split('\n').slice(0, keys.length);
     return new Map(keys.map((key, i) => [key, (values[i] ?? '').trim()]));
   }

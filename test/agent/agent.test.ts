@@ -31,6 +31,7 @@ function agentConfig(root: string, iface = 'fx0'): AgentConfig {
     nodeName: 'node-a',
     pinRoot: root,
     bpfObjectDir: OBJECT_DIR,
+    sysctlRoot: '/proc/sys',
     balancer: {
       interfaces: [{ name: iface, attachMode: 'auto' }],
       nextHop: { mac: NEXTHOP_MAC },

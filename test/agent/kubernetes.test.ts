@@ -103,6 +103,7 @@ function agentConfig(root: string, iface = 'fx0'): Omit<AgentConfig, 'nodeName'>
   return {
     pinRoot: root,
     bpfObjectDir: OBJECT_DIR,
+    sysctlRoot: '/proc/sys',
     balancer: {
       interfaces: [{ name: iface, attachMode: 'auto' }],
       nextHop: { mac: NEXTHOP_MAC },

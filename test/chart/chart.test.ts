@@ -33,14 +33,14 @@ const AGENT = 'fulcrum-agent';
 const AGENT_BALANCER = 'fulcrum-agent-balancer';
 
 let defaults: Rendered;
-let unprivileged: Rendered;
+let privileged: Rendered;
 let monitored: Rendered;
 let noBalancer: Rendered;
 
 before(async () => {
-  [defaults, unprivileged, monitored, noBalancer] = await Promise.all([
+  [defaults, privileged, monitored, noBalancer] = await Promise.all([
     render(),
-    render(sets({ 'agent.balancer.privileged': false })),
+    render(sets({ 'agent.privileged': true })),
     render(sets({ 'serviceMonitor.enabled': true })),
     render(sets({ 'agent.balancer.enabled': false })),
   ]);
@@ -55,7 +55,7 @@ describe('chart metadata and lint', () => {
   it('passes helm lint --strict, with the defaults and with every switch flipped', async () => {
     const results = await Promise.all([
       runHelm(['lint', '--strict', CHART]),
-      runHelm(['lint', '--strict', CHART, ...sets({ 'agent.balancer.privileged': false, 'agent.mountBpffs': false, 'serviceMonitor.enabled': true, 'crds.install': false })]),
+      runHelm(['lint', '--strict', CHART, ...sets({ 'agent.privileged': true, 'agent.mountBpffs': false, 'serviceMonitor.enabled': true, 'crds.install': false })]),
       runHelm(['lint', '--strict', CHART, ...sets({ 'agent.balancer.enabled': false, 'agent.uninstall': true, 'operator.replicas': 1, 'operator.leaderElection': false })]),
     ]);
     for (const r of results) assert.ok(r.ok, `helm lint failed:\n${r.stdout}\n${r.stderr}`);
@@ -250,22 +250,36 @@ describe('agent DaemonSets', () => {
     }
   });
 
-  it('is privileged by default (the backend role writes sysctls in pods), as root', () => {
+  it('runs unprivileged, as root, with exactly BPF, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_PTRACE', () => {
+    assert.equal(daemonSets(defaults).length, 2);
     for (const ds of daemonSets(defaults)) {
       const sc = container(ds, 'agent').securityContext;
-      assert.deepEqual(sc, { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, readOnlyRootFilesystem: true, privileged: true });
+      assert.equal(sc.privileged, false, ds.metadata.name);
+      assert.equal(sc.allowPrivilegeEscalation, false);
+      assert.equal(sc.runAsUser, 0);
+      assert.deepEqual(sc.capabilities.drop, ['ALL']);
+      assert.deepEqual([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE']);
     }
   });
 
-  it('with agent.balancer.privileged=false, the balancer DaemonSet asks for exactly BPF, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_PTRACE', () => {
-    const sc = container(unprivileged.get('DaemonSet', AGENT_BALANCER), 'agent').securityContext;
-    assert.equal(sc.privileged, false);
-    assert.equal(sc.allowPrivilegeEscalation, false);
-    assert.equal(sc.runAsUser, 0);
-    assert.deepEqual(sc.capabilities.drop, ['ALL']);
-    assert.deepEqual([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE']);
-    // The other DaemonSet's nodes do decap duties: they stay privileged.
-    assert.equal(container(unprivileged.get('DaemonSet', AGENT), 'agent').securityContext.privileged, true);
+  it('writes pods\' sysctls through the host\'s /proc, mounted writable at /host/proc (the container\'s /proc/sys is read-only)', () => {
+    for (const ds of daemonSets(defaults)) {
+      const agent = container(ds, 'agent');
+      const mount = (agent.volumeMounts as K8sObject[]).find((m) => m.mountPath === '/host/proc');
+      assert.ok(mount, `${ds.metadata.name} mounts /host/proc`);
+      assert.notEqual(mount.readOnly, true);
+      const volume = (ds.spec.template.spec.volumes as K8sObject[]).find((v) => v.name === mount.name);
+      assert.deepEqual(volume?.hostPath, { path: '/proc', type: 'Directory' });
+      const file = (agent.args as string[])[3]!.replace('/etc/fulcrum/', '');
+      const config = parse(defaults.get('ConfigMap', AGENT).data[file]) as { sysctlRoot?: string };
+      assert.equal(config.sysctlRoot, '/host/proc/sys');
+    }
+  });
+
+  it('agent.privileged=true runs both DaemonSets\' agents privileged (an escape hatch)', () => {
+    for (const ds of daemonSets(privileged)) {
+      assert.equal(container(ds, 'agent').securityContext.privileged, true, ds.metadata.name);
+    }
   });
 
   it('gives every capability a one-line reason in the template', () => {

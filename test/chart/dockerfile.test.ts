@@ -158,7 +158,9 @@ describe('Dockerfile and chart agree', () => {
     const packages = new Set(install.split(' ').filter((w) => w !== '' && !w.startsWith('-')));
     assert.ok(packages.has('libbpf1'), 'koffi loads libbpf.so.1');
     // Programs the agent spawns: spawn('x', …) and run(['x', …]) in src/agent.
-    const provider: Record<string, string> = { nsenter: 'util-linux', ip: 'iproute2', sysctl: 'procps' };
+    const provider: Record<string, string> = { nsenter: 'util-linux', ip: 'iproute2', sh: 'dash', cat: 'coreutils' };
+    // Debian's Essential packages are in every debian:12-slim image without an install.
+    for (const essential of ['dash', 'coreutils']) packages.add(essential);
     const spawned = new Set<string>();
     const walk = (dir: string): void => {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {

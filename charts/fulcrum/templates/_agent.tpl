@@ -6,16 +6,14 @@ The security context takes (dict "ctx" $ "privileged" true|false).
 
 {{- define "fulcrum.agent.securityContext" -}}
 # Root: the node's /sys/fs/bpf and /run/netns belong to root, and the tools the
-# agent runs (nsenter, ip, sysctl) keep the container's capabilities only as
-# uid 0. The image's own user, 65532, is the operator's.
+# agent runs (nsenter, ip, sh) keep the container's capabilities only as uid 0.
+# The image's own user, 65532, is the operator's.
 runAsUser: 0
 runAsGroup: 0
 runAsNonRoot: false
 readOnlyRootFilesystem: true
 {{- if .privileged }}
-# Privileged for the backend role: the DSR sysctls are written inside backend
-# pods' network namespaces (nsenter --net … sysctl -w), and the runtime mounts an
-# unprivileged container's /proc/sys read-only. See agent.balancer.privileged.
+# agent.privileged: an escape hatch, not needed with the capabilities below.
 privileged: true
 {{- else }}
 privileged: false
@@ -33,7 +31,7 @@ capabilities:
   add:
     # bpf(): create and pin maps, load the programs, reopen pins after a restart.
     - BPF
-    # Attach XDP and tc programs (netlink) and put VIPs on backend pods' lo.
+    # Attach XDP/tc programs, put VIPs on pods' lo, write their net sysctls (/host/proc/sys).
     - NET_ADMIN
     # Without it the verifier refuses balancer.bpf.o and decap.bpf.o ("prohibited for !root").
     - PERFMON
@@ -53,6 +51,10 @@ capabilities:
 - name: bpffs
   mountPath: /sys/fs/bpf
   mountPropagation: HostToContainer
+# The host's /proc, writable: the runtime makes the container's own /proc/sys
+# read-only, and backend pods' DSR sysctls are written through this one instead.
+- name: host-proc
+  mountPath: /host/proc
 {{- if .Values.agent.podNetns.dir }}
 # Named network namespaces; HostToContainer, so namespaces created after the
 # agent started (new pods) appear in it.

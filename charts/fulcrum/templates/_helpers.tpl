@@ -102,7 +102,7 @@ where the image puts them.
 */}}
 {{- define "fulcrum.agent.config" -}}
 {{- $v := .ctx.Values.agent }}
-{{- $config := dict "pinRoot" $v.pinRoot "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
+{{- $config := dict "pinRoot" $v.pinRoot "sysctlRoot" "/host/proc/sys" "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
 {{- if .balancer }}
 {{- $s := $v.balancer.settings }}
 {{- $nextHop := dict "fib" true }}
