@@ -18,7 +18,7 @@ import { FulcrumError, isFulcrumError, type ErrorCode } from '../shared/errors.t
 import { child, errorFields, type Logger } from '../shared/logging.ts';
 import { FULCRUM_VERSION } from '../shared/version.ts';
 import { linkInfo } from './bpf/attach.ts';
-import { AgentConfig } from './config.ts';
+import { AgentConfig, decapGuePort } from './config.ts';
 import { DecapDuties, type DecapResult } from './decap-duties.ts';
 import { adoptBalancer, reconcileAdopted, type AdoptResult } from './dataplane/adopt.ts';
 import { applyPlan, zeroCounts, type ApplyCounts, type ApplyStep } from './dataplane/apply.ts';
@@ -108,8 +108,6 @@ export type AgentStatus = {
 };
 
 export const DECAP_OBJECT = 'decap.bpf.o';
-/** BalancerSettings.guePort's default: backend-only nodes accept GUE on it. */
-const DEFAULT_GUE_PORT = 6080;
 
 type Waiting = { desired: NodeDesiredState; resolve: (result: ReconcileResult) => void };
 
@@ -148,6 +146,7 @@ export class Agent {
    */
   static async start(input: unknown, options: AgentOptions = {}): Promise<Agent> {
     const config = parseOrThrow(AgentConfig, input, 'the agent configuration');
+    const guePort = decapGuePort(config);
     const log = child({ component: 'agent', node: config.nodeName }, options.log);
     let dataplane: LoadedDataplane | undefined;
     let agent: Agent | undefined;
@@ -164,9 +163,9 @@ export class Agent {
       }
       const decap = options.decap ?? new DecapDuties({
         objectPath: join(config.bpfObjectDir ?? defaultObjectDir(), DECAP_OBJECT),
-        guePort: config.balancer?.guePort ?? DEFAULT_GUE_PORT,
+        guePort,
         pinRoot: config.pinRoot,
-    sysctlRoot: config.sysctlRoot,
+        sysctlRoot: config.sysctlRoot,
         logger: log,
       });
       const started = new Agent(config, log, dataplane, decap);
@@ -429,7 +428,7 @@ export async function uninstallNode(input: unknown, log?: Logger): Promise<NodeU
   const config = parseOrThrow(AgentConfig, input, 'the agent configuration');
   const decap = new DecapDuties({
     objectPath: join(config.bpfObjectDir ?? defaultObjectDir(), DECAP_OBJECT),
-    guePort: config.balancer?.guePort ?? DEFAULT_GUE_PORT,
+    guePort: decapGuePort(config),
     pinRoot: config.pinRoot,
     sysctlRoot: config.sysctlRoot,
     ...(log !== undefined ? { logger: log } : {}),

@@ -3,6 +3,7 @@
 // Helm values in Kubernetes mode) and is validated here, at start-up, so a bad
 // value stops the agent with a clear message before it touches the data plane.
 import { z } from 'zod';
+import { FulcrumError } from '../shared/errors.ts';
 import { IpAddress, NodeDesiredState } from '../shared/desired-state.ts';
 
 const isPrime = (n: number): boolean => {
@@ -67,6 +68,12 @@ export const AgentConfig = z.strictObject({
   /** Present on balancer nodes; absent on nodes that only host backends. */
   balancer: BalancerSettings.optional(),
   /**
+   * The GUE port backend pods on this node accept (the balancers' balancer.guePort).
+   * Default: this node's balancer.guePort, else 6080. Set it on backend-only nodes when
+   * the balancers use another port; with a balancer section it must equal its guePort.
+   */
+  guePort: z.int().min(1).max(65535).optional(),
+  /**
    * The procfs sys directory through which backend pods' DSR sysctls are written (from
    * a process inside the pod's namespace). In a container the runtime mounts /proc/sys
    * read-only: mount the host's /proc elsewhere (the chart: /host/proc) and point this
@@ -78,6 +85,23 @@ export const AgentConfig = z.strictObject({
     .default({ host: '0.0.0.0', port: 9464 }),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/** BalancerSettings.guePort's default, and the decap port of a node that says nothing. */
+export const DEFAULT_GUE_PORT = 6080;
+
+/**
+ * The GUE port this node's backend pods decapsulate: guePort, else balancer.guePort,
+ * else the default. ERR_CONFIG when the two are set and differ (a node's balancer
+ * would send to one port while its pods accept another).
+ */
+export function decapGuePort(config: Pick<AgentConfig, 'guePort' | 'balancer'>): number {
+  if (config.guePort !== undefined && config.balancer !== undefined && config.balancer.guePort !== config.guePort) {
+    throw new FulcrumError('ERR_CONFIG',
+      `guePort ${config.guePort} differs from balancer.guePort ${config.balancer.guePort}: the balancers send GUE to one port and the pods accept one; set both alike`,
+      { details: { path: 'guePort' } });
+  }
+  return config.guePort ?? config.balancer?.guePort ?? DEFAULT_GUE_PORT;
+}
 
 /** Standalone mode: the agent's configuration and the node's desired state in one file. */
 export const StandaloneFile = z.strictObject({

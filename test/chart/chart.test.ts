@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import { AgentConfig, BalancerSettings } from '../../src/agent/config.ts';
+import { AgentConfig, BalancerSettings, decapGuePort } from '../../src/agent/config.ts';
 import { DEFAULT_NETNS_STRATEGIES, formatNetnsStrategy } from '../../src/agent/netns-resolver.ts';
 import { AGENT_NODE_OPTIONS } from '../../src/agent/runtime.ts';
 import { BALANCER_NODE_LABEL } from '../../src/shared/api/common.ts';
@@ -372,6 +372,16 @@ describe('agent configuration', () => {
     }
     // The rendered defaults are the agent's defaults: the file only spells them out.
     assert.deepEqual(b.balancer, BalancerSettings.parse({ interfaces: [{ name: 'eth0' }], nextHop: { fib: true } }));
+  });
+
+  it('gives every node the balancers\' GUE port, so backend-only nodes accept what they send', async () => {
+    const r = await render(sets({ 'agent.balancer.settings.guePort': 7000 }));
+    const data = r.get('ConfigMap', AGENT).data as Record<string, string>;
+    const b = AgentConfig.parse({ ...parse(data['balancer.yaml']!), nodeName: 'lb-1' });
+    const n = AgentConfig.parse({ ...parse(data['backend.yaml']!), nodeName: 'worker-1' });
+    assert.equal(b.balancer?.guePort, 7000);
+    assert.equal(decapGuePort(b), 7000);
+    assert.equal(decapGuePort(n), 7000, 'a node without a balancer section decapsulates on the balancers\' port');
   });
 
   it('renders a MAC next hop and node addresses, and the agent accepts them', async () => {

@@ -102,7 +102,8 @@ where the image puts them.
 */}}
 {{- define "fulcrum.agent.config" -}}
 {{- $v := .ctx.Values.agent }}
-{{- $config := dict "pinRoot" $v.pinRoot "sysctlRoot" "/host/proc/sys" "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
+{{- /* guePort on every node: backend-only nodes accept what the balancers send. */}}
+{{- $config := dict "pinRoot" $v.pinRoot "sysctlRoot" "/host/proc/sys" "guePort" $v.balancer.settings.guePort "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
 {{- if .balancer }}
 {{- $s := $v.balancer.settings }}
 {{- $nextHop := dict "fib" true }}
