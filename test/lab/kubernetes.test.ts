@@ -140,6 +140,43 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     }
   });
 
+  test('kubectl apply: examples/ again, and a new LoadBalancerVip that carries traffic once Programmed', async (t) => {
+    const l = lab();
+    const again = await kubectl(l, 'apply', '-f', join(REPO, 'examples'));
+    t.diagnostic(`kubectl apply -f examples/:\n${again}`);
+    assert.match(again, /loadbalancervip\.fulcrum\.dev\/web6 (configured|unchanged)/);
+    assert.match(again, /service\/web (configured|unchanged)/);
+    const manifest = [
+      'apiVersion: fulcrum.dev/v1alpha1', 'kind: LoadBalancerVip',
+      'metadata: {name: extra, namespace: demo}',
+      'spec: {pool: public, ports: [{port: 8080}], backends: {service: web}}', '',
+    ].join('\n');
+    const created = await new Promise<string>((resolve, reject) => {
+      const child = execFile(KUBECTL, ['--kubeconfig', l.cluster!.kubeconfigPath, 'apply', '-f', '-'], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
+      child.stdin!.end(manifest);
+    });
+    assert.match(created, /loadbalancervip\.fulcrum\.dev\/extra created/);
+    try {
+      const extra = await until('extra Programmed on both balancer nodes', async () => {
+        const vip = (await l.cluster!.loadBalancerVips()).find((v) => v.metadata.name === 'extra');
+        return vip !== undefined && condition(vip, 'Programmed') === 'True' && vip.status?.balancerNodes?.programmed === 2 ? vip : undefined;
+      });
+      const address = extra.status!.address!;
+      assert.match(address, /^203\.0\.113\./, 'from the pool');
+      // The pods' decap must accept the new VIP before its traffic can be answered.
+      await until('the pods accept the new VIP', async () =>
+        (await l.cluster!.balancerNodes()).find((n) => n.metadata.name === 'node')?.status?.decap?.every((d) => d.outcome === 'programmed') === true &&
+        (await l.cluster!.balancerNodes()).find((n) => n.metadata.name === 'node')?.spec?.decap.every((d) => d.vips.includes(address)) === true ? true : undefined);
+      const flows = await until('flows to the new VIP answered', async () => {
+        const r = await l.client('client1').http(address, { count: 60, port: 8080, timeoutMs: 2000 });
+        return r.every((f) => f.pod !== undefined) ? r : undefined;
+      });
+      t.diagnostic(`extra at ${address}:8080 → ${JSON.stringify(countByPod(flows))}`);
+    } finally {
+      await kubectl(l, 'delete', 'lbvip', 'extra', '-n', APP_NAMESPACE, '--wait=true', '--timeout=20s');
+    }
+  });
+
   test('kubectl delete of a LoadBalancerVip removes it from every node; the other VIP keeps working', async () => {
     const l = lab();
     const web6 = l.vip('web6/TCP/80');
