@@ -239,6 +239,15 @@ export class LabCluster {
     }
   }
 
+  /** Kills the operator (SIGKILL: a crash, an OOM kill, a node lost under it). */
+  async killOperator(): Promise<void> {
+    const child = this.operator;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   get operatorPid(): number | undefined {
     return this.operatorRunning() ? this.operator!.pid : undefined;
   }

@@ -177,6 +177,32 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     }
   });
 
+  test('the operator killed: traffic flows on the last state; a change waits for the next operator, which applies it', async (t) => {
+    const l = lab();
+    const cluster = l.cluster!;
+    const web = l.vip('web/TCP/80');
+    const lb1 = () => l.ringShares('lb1', 'web/TCP/80');
+    await cluster.killOperator();
+    assertAllAnswered(await l.client('client1').http(web.address, { count: 200, concurrency: 64 }), 'with no operator');
+    // A change while no operator runs: the agents keep the last state they were given.
+    await cluster.setPodWeight('pod1', 3);
+    await sleep(1500);
+    const shares = lb1();
+    assert.ok(Math.abs((shares.pod1 ?? 0) - (shares.pod2 ?? 0)) < 100, `no operator, no change: ${JSON.stringify(shares)}`);
+    // The next operator (a restart, or the standby taking the Lease once it expires).
+    const restarted = Date.now();
+    await cluster.startOperator();
+    try {
+      await until('weight 3 on pod1 in the rings', async () => {
+        const now = lb1();
+        return (now.pod1 ?? 0) > 2.5 * (now.pod2 ?? 1) ? now : undefined;
+      }, 45_000);
+      t.diagnostic(`the restarted operator applied the change ${Date.now() - restarted} ms after it started: ${JSON.stringify(lb1())}`);
+    } finally {
+      await l.setWeights({ pod1: 1 });
+    }
+  });
+
   test('kubectl delete of a LoadBalancerVip removes it from every node; the other VIP keeps working', async () => {
     const l = lab();
     const web6 = l.vip('web6/TCP/80');
