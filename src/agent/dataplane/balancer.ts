@@ -42,6 +42,30 @@ export const PROTOCOL_NUMBER: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP
 
 export type VipEntry = { address: string; port: number; protocol: number; id: number; flags: number; gen: number };
 
+/** Every VIP entry of both families' VIP maps (the agent's adoption and `fulcrum inspect`). */
+export function readVipMaps(vipsV4: BpfMap, vipsV6: BpfMap): VipEntry[] {
+  const out: VipEntry[] = [];
+  for (const [map, decodeKey] of [[vipsV4, decodeVip4Key], [vipsV6, decodeVip6Key]] as const) {
+    for (const [key, value] of map.entries()) {
+      const k = decodeKey(key);
+      const meta = decodeVipMeta(value);
+      out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags, gen: meta.gen });
+    }
+  }
+  return out;
+}
+
+/** Backend slots in use, id → address, from one batched read of the backend table. */
+export function readBackendMap(map: BpfMap): Map<number, string> {
+  const bytes = map.lookupRangeBytes(0, map.maxEntries);
+  const out = new Map<number, string>();
+  for (let id = 1; id < map.maxEntries; id++) {
+    const { addr } = decodeBackend(bytes.subarray(id * map.valueSize, (id + 1) * map.valueSize));
+    if (addr !== null) out.set(id, addr);
+  }
+  return out;
+}
+
 const ZERO_COUNTER = encodeCounter({ packets: 0n, bytes: 0n });
 
 /** Sizes the object's maps, writes its .rodata configuration and pin paths: everything before load. */
@@ -221,29 +245,12 @@ export class BalancerProgram {
 
   /** Every VIP and marker entry in the maps, as adopt.ts and inspect read them. */
   readVips(): VipEntry[] {
-    const out: VipEntry[] = [];
-    for (const [map, decodeKey] of [[this.maps.vips_v4, decodeVip4Key], [this.maps.vips_v6, decodeVip6Key]] as const) {
-      for (const key of map.keys()) {
-        const value = map.lookup(key);
-        if (value === undefined) continue;
-        const k = decodeKey(key);
-        const meta = decodeVipMeta(value);
-        out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags, gen: meta.gen });
-      }
-    }
-    return out;
+    return readVipMaps(this.maps.vips_v4, this.maps.vips_v6);
   }
 
   /** Backend slots in use: id → address. */
   readBackends(): Map<number, string> {
-    const out = new Map<number, string>();
-    for (let id = 1; id < this.limits.maxBackends; id++) {
-      const value = this.maps.backends.lookup(u32(id));
-      if (value === undefined) continue;
-      const decoded = decodeBackend(value);
-      if (decoded.family !== 0 && decoded.addr !== null) out.set(id, decoded.addr);
-    }
-    return out;
+    return readBackendMap(this.maps.backends);
   }
 
   private counterAt(map: BpfMap, index: number): Counter {

@@ -17,7 +17,7 @@ import { addressFamily } from '../../shared/addresses.ts';
 import type { Protocol } from '../../shared/desired-state.ts';
 import { GSTATS, type GlobalStat, type Reason, REASONS } from '../../shared/reasons.ts';
 import {
-  ABI_SIZES, decodeBackend, decodeConnValue, decodeFlow4Key, decodeFlow6Key, decodeVip4Key, decodeVip6Key, decodeVipMeta,
+  ABI_SIZES, decodeConnValue, decodeFlow4Key, decodeFlow6Key, decodeVipMeta,
   u32, vip4Key, vip6Key, type AbiStructName, type Counter,
 } from '../bpf/abi.ts';
 import { ifindexOf, linkInfo, queryXdp } from '../bpf/attach.ts';
@@ -25,7 +25,7 @@ import { ENOTSUPP, SIZEOF, bpfFailure, errno, errnoName, libbpf, numPossibleCpus
 import { BpfMap } from '../bpf/map.ts';
 import { runInNetns } from '../bpf/netns.ts';
 import { bpfFdKind, closeQuietly } from '../bpf/pin.ts';
-import { BALANCER_MAPS, PROTOCOL_NUMBER, type BalancerMapName } from '../dataplane/balancer.ts';
+import { BALANCER_MAPS, PROTOCOL_NUMBER, readBackendMap, readVipMaps, type BalancerMapName } from '../dataplane/balancer.ts';
 import { pinLayout } from '../loader.ts';
 import { BALANCER_REASONS } from '../metrics.ts';
 import {
@@ -174,15 +174,7 @@ export class PinnedBalancer {
 
   /** Every VIP entry of both families. */
   vips(): RawVip[] {
-    const out: RawVip[] = [];
-    for (const [name, decodeKey] of [['vips_v4', decodeVip4Key], ['vips_v6', decodeVip6Key]] as const) {
-      for (const [key, value] of this.map(name).entries()) {
-        const k = decodeKey(key);
-        const meta = decodeVipMeta(value);
-        out.push({ address: k.addr, port: k.port, protocol: k.proto, id: meta.vipId, flags: meta.flags, gen: meta.gen });
-      }
-    }
-    return out;
+    return readVipMaps(this.map('vips_v4'), this.map('vips_v6'));
   }
 
   /** The VIP's id, or undefined when it is not programmed. */
@@ -195,14 +187,7 @@ export class PinnedBalancer {
 
   /** Backend slots in use: id → address (one batched read of the table). */
   backends(): Map<number, string> {
-    const map = this.map('backends');
-    const bytes = map.lookupRangeBytes(0, map.maxEntries);
-    const out = new Map<number, string>();
-    for (let id = 1; id < map.maxEntries; id++) {
-      const { addr } = decodeBackend(bytes.subarray(id * map.valueSize, (id + 1) * map.valueSize));
-      if (addr !== null) out.set(id, addr);
-    }
-    return out;
+    return readBackendMap(this.map('backends'));
   }
 
   /**
