@@ -7,6 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include "structs.h"
 #include "reasons.h"
+#include "counters.h"
 
 #define DEFAULT_DECAP_ADDRS 64
 #define DEFAULT_DECAP_VIPS 1024
@@ -26,29 +27,5 @@ struct {
 	__type(value, __u32);
 	__uint(max_entries, DEFAULT_DECAP_VIPS);
 } decap_vips SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct counter);
-	__uint(max_entries, REASON_COUNT);
-} reason_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct counter);
-	__uint(max_entries, GSTAT_COUNT);
-} global_stats SEC(".maps");
-
-static __always_inline void count(void *map, __u32 index, __u64 bytes)
-{
-	struct counter *c = bpf_map_lookup_elem(map, &index);
-
-	if (c) {
-		c->packets++;
-		c->bytes += bytes;
-	}
-}
 
 #endif
