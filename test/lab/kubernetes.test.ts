@@ -203,6 +203,28 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     }
   });
 
+  test('agents SIGKILLed mid-transfer (a balancer and the pods\' node) restart in Kubernetes mode: the transfer completes', async (t) => {
+    const l = lab();
+    const web = l.vip('web/TCP/80');
+    await l.routeVipsVia(['lb1']);
+    try {
+      const transfer = await l.client('client1').startTransfer(web.address, { direction: 'download', bytes: 32_000_000, durationMs: 4000 });
+      await transfer.waitForBytes(2_000_000);
+      await Promise.all([l.killAgent('lb1'), l.killAgent('node')]);
+      const atKill = transfer.bytes();
+      await sleep(800);
+      assert.ok(transfer.bytes() > atKill, 'the transfer moved on while neither agent ran');
+      // Ready again once each has programmed its BalancerNode as it found it.
+      await Promise.all([l.startAgent('lb1'), l.startAgent('node')]);
+      await l.waitProgrammed();
+      const result = await transfer.result();
+      assertCompleted(result, 'transfer across the agents\' restart');
+      t.diagnostic(`${result.bytes} bytes from ${result.pod}, longest stall ${result.maxGapMs} ms; agents killed at ${atKill} bytes`);
+    } finally {
+      await l.routeVipsVia(['lb1', 'lb2']);
+    }
+  });
+
   test('kubectl delete of a LoadBalancerVip removes it from every node; the other VIP keeps working', async () => {
     const l = lab();
     const web6 = l.vip('web6/TCP/80');
