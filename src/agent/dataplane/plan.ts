@@ -101,19 +101,57 @@ function backendsSignature(vip: Vip): string {
   return parts.join(',');
 }
 
-export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSize: number): Plan {
-  const backendIds = new IdAllocator(current.backendIds);
-  const vipIds = new IdAllocator(current.vipIds);
-  const addressIds = new IdAllocator(current.addressIds);
+/**
+ * Whether the VIP's backends, in their order, spell `signature` exactly. Allocates
+ * nothing, so a large node's unchanged VIPs (the common case) keep their signature
+ * without rebuilding it. Addresses hold neither '=' nor ','; a false answer only means
+ * "build the signature and compare" (backends in another order, say).
+ */
+function spells(signature: string, vip: Vip): boolean {
+  let pos = 0;
+  const list = vip.backends;
+  for (let i = 0; i < list.length; i++) {
+    if (i > 0) {
+      if (signature.charCodeAt(pos) !== 44 /* , */) return false;
+      pos++;
+    }
+    const { address, weight } = list[i]!;
+    if (!signature.startsWith(address, pos)) return false;
+    pos += address.length;
+    if (signature.charCodeAt(pos) !== 61 /* = */) return false;
+    pos++;
+    const w = String(weight);
+    if (!signature.startsWith(w, pos)) return false;
+    pos += w.length;
+  }
+  return pos === signature.length;
+}
 
-  // Backends: every address any desired VIP names (draining ones included: their
-  // established flows still need the entry).
-  const wantedBackends = new Set(desired.vips.flatMap((v) => v.backends.map((b) => b.address)));
+/** The addresses of a signature (backendsSignature's format: address=weight,...). */
+function signatureMembers(signature: string): string[] {
+  if (signature === '') return [];
+  return signature.split(',').map((part) => part.slice(0, part.lastIndexOf('=')));
+}
+
+type BackendPlan = {
+  backends: Map<string, number>;
+  refs: Map<string, number>;
+  writeBackends: BackendWrite[];
+  clearBackends: BackendWrite[];
+};
+
+/**
+ * Backends from the whole desired state: every address any VIP names (draining ones
+ * included: their established flows still need the entry), with its reference count.
+ * Desired order (the operator's is deterministic) decides which new backend gets which
+ * fresh id; no need to sort tens of thousands of addresses.
+ */
+function planAllBackends(current: ProgrammedState, desired: NodeDesiredState, backendIds: IdAllocator): BackendPlan {
+  const refs = new Map<string, number>();
+  for (const vip of desired.vips) for (const b of vip.backends) refs.set(b.address, (refs.get(b.address) ?? 0) + 1);
   const backends = new Map<string, number>();
   const writeBackends: BackendWrite[] = [];
-  // Desired order (the operator's is deterministic) decides which new backend gets
-  // which fresh id; no need to sort tens of thousands of addresses.
-  for (const address of wantedBackends) {
+  for (const address of refs.keys()) {
     const existing = current.backends.get(address);
     if (existing !== undefined) {
       backends.set(address, existing);
@@ -125,11 +163,82 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
   }
   const clearBackends: BackendWrite[] = [];
   for (const [address, id] of current.backends) {
-    if (!wantedBackends.has(address)) {
+    if (!refs.has(address)) {
       clearBackends.push({ id, address });
       backendIds.release(id);
     }
   }
+  return { backends, refs, writeBackends, clearBackends };
+}
+
+/**
+ * Backends from the VIPs that changed alone: their old members lose a reference, their
+ * new ones gain one; an address left with none goes, a new one gets an id. The same
+ * result as planAllBackends (test/unit/plan.test.ts holds them equal) in time that
+ * follows the change, not the node: one changed VIP of 512 × 100 touches 100 entries,
+ * not 51,200. New ids are handed out before freed ones are released, as there.
+ */
+function planChangedBackends(current: ProgrammedState, refsBefore: ReadonlyMap<string, number>, desired: NodeDesiredState,
+  signatures: readonly string[], backendIds: IdAllocator): BackendPlan {
+  const refs = new Map(refsBefore);
+  const backends = new Map(current.backends);
+  const touched = new Set<string>();
+  const changed: Vip[] = [];
+  const desiredKeys = new Set<string>();
+  for (const [i, vip] of desired.vips.entries()) {
+    const key = vipKey(vip);
+    desiredKeys.add(key);
+    const previous = current.vips.get(key);
+    if (previous !== undefined && previous.backendsSignature === signatures[i]) continue;
+    changed.push(vip);
+    for (const b of vip.backends) refs.set(b.address, (refs.get(b.address) ?? 0) + 1);
+    if (previous !== undefined) {
+      for (const address of signatureMembers(previous.backendsSignature)) {
+        refs.set(address, refs.get(address)! - 1);
+        touched.add(address);
+      }
+    }
+  }
+  for (const [key, vip] of current.vips) {
+    if (desiredKeys.has(key)) continue;
+    for (const address of signatureMembers(vip.backendsSignature)) {
+      refs.set(address, refs.get(address)! - 1);
+      touched.add(address);
+    }
+  }
+  const writeBackends: BackendWrite[] = [];
+  for (const vip of changed) {
+    for (const b of vip.backends) {
+      if (backends.has(b.address)) continue;
+      const id = backendIds.allocate('backend');
+      backends.set(b.address, id);
+      writeBackends.push({ id, address: b.address });
+    }
+  }
+  const clearBackends: BackendWrite[] = [];
+  for (const address of touched) {
+    if (refs.get(address) !== 0) continue;
+    refs.delete(address);
+    const id = current.backends.get(address)!;
+    backends.delete(address);
+    clearBackends.push({ id, address });
+    backendIds.release(id);
+  }
+  return { backends, refs, writeBackends, clearBackends };
+}
+
+export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSize: number): Plan {
+  const backendIds = new IdAllocator(current.backendIds);
+  const vipIds = new IdAllocator(current.vipIds);
+  const addressIds = new IdAllocator(current.addressIds);
+
+  const signatures = desired.vips.map((vip) => {
+    const previous = current.vips.get(vipKey(vip))?.backendsSignature;
+    return previous !== undefined && spells(previous, vip) ? previous : backendsSignature(vip);
+  });
+  const { backends, refs, writeBackends, clearBackends } = current.backendRefs !== undefined
+    ? planChangedBackends(current, current.backendRefs, desired, signatures, backendIds)
+    : planAllBackends(current, desired, backendIds);
 
   // VIPs and their rings.
   const vips = new Map<string, ProgrammedVip>();
@@ -137,10 +246,10 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
   const writeRings: RingWrite[] = [];
   const writeVips: VipWrite[] = [];
   const resetVipCounters: number[] = [];
-  for (const vip of desired.vips) {
+  for (const [i, vip] of desired.vips.entries()) {
     const key = vipKey(vip);
     const previous = current.vips.get(key);
-    const signature = backendsSignature(vip);
+    const signature = signatures[i]!;
     const flags = vipFlags(vip);
     const id = previous?.id ?? vipIds.allocate('VIP');
     // A new gen orphans the id's old connection-table entries: for a new VIP, and when
@@ -214,6 +323,6 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
     addAddresses,
     deleteVips,
     clearBackends,
-    next: { vips, backends, addresses, vipIds: vipIds.snapshot(), backendIds: backendIds.snapshot(), addressIds: addressIds.snapshot(), lastGen },
+    next: { vips, backends, backendRefs: refs, addresses, vipIds: vipIds.snapshot(), backendIds: backendIds.snapshot(), addressIds: addressIds.snapshot(), lastGen },
   };
 }

@@ -45,6 +45,12 @@ export type IdPool = {
 export type ProgrammedState = {
   readonly vips: ReadonlyMap<string, ProgrammedVip>;
   readonly backends: ReadonlyMap<string, number>; // canonical address → backend id
+  /**
+   * How many VIPs name each backend (the keys are those of `backends`). Lets a plan
+   * touch only the VIPs that changed; absent after adoption (the signatures are not
+   * known yet), when the next plan counts them from the whole desired state.
+   */
+  readonly backendRefs?: ReadonlyMap<string, number>;
   /** The VIP address tables as programmed (treated as immutable: the planner clones). */
   readonly addresses: { readonly v4: AddressTable; readonly v6: AddressTable };
   readonly vipIds: IdPool;
@@ -59,6 +65,7 @@ export function emptyState(limits: { maxVips: number; maxBackends: number }): Pr
   return {
     vips: new Map(),
     backends: new Map(),
+    backendRefs: new Map(),
     addresses: { v4: new AddressTable(4, slots), v6: new AddressTable(6, slots) },
     vipIds: { first: 0, limit: limits.maxVips, highWater: 0, freed: [] },
     backendIds: { first: 1, limit: limits.maxBackends, highWater: 1, freed: [] },
