@@ -137,7 +137,8 @@ async function runLab(flags: LabFlags): Promise<void> {
     out(`  a ${downloaded.bytes} byte download from ${downloaded.pod ?? '?'} (${downloaded.completed ? 'complete' : `incomplete: ${downloaded.error}`}) ran alongside`);
     out(`  direct server return: the clients received ${delta(2, 'rxBytes') + delta(3, 'rxBytes')} bytes, the balancers' NICs only ${delta(0, 'rxBytes') + delta(1, 'rxBytes')} (the requests) — replies go from the pods straight to the clients`);
     forwarded.forEach((f, i) => out(`  lb${i + 1}: ${f.packets} packets forwarded, connection table ${f.hits} hits / ${f.misses} misses, ${f.drops} dropped`));
-    out(`  look inside a balancer: fulcrum inspect --pin-dir ${lab.pinRoot('lb1')}   (its metrics: nsenter --net=/run/netns/${lab.topology.prefix}-lb1 curl -s 127.0.0.1:9464/metrics)`);
+    out(`  look inside a balancer: fulcrum inspect --pin-dir ${lab.pinRoot('lb1')} --netns /run/netns/${lab.topology.prefix}-lb1`);
+    out(`    (its metrics: nsenter --net=/run/netns/${lab.topology.prefix}-lb1 curl -s 127.0.0.1:9464/metrics)`);
     if (failures.length > 0) throw new Error(`${failures.length} flows got no answer`);
     if (flags.hold === true) {
       out();
