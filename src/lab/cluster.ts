@@ -70,6 +70,27 @@ export function readProjectCrds(dir = CRD_DIR): KubeObject[] {
   return crds;
 }
 
+/**
+ * Creates CustomResourceDefinitions and waits until the server serves the fulcrum.dev
+ * kinds (a CRD is accepted before its resource is; a client must not race it).
+ */
+export async function installCrds(client: KubeClient, crds: readonly KubeObject[], timeoutMs = 10_000): Promise<void> {
+  for (const crd of crds) await client.create(CRD_RESOURCE, crd);
+  const deadline = Date.now() + timeoutMs;
+  for (const rt of [RESOURCES.loadBalancerVips, RESOURCES.vipPools, RESOURCES.balancerNodes]) {
+    for (;;) {
+      try {
+        await client.list(rt, { limit: 1 });
+        break;
+      } catch (err) {
+        if (!isApiError(err, 404)) throw err;
+      }
+      if (Date.now() > deadline) throw new FulcrumError('ERR_INTERNAL', `timed out waiting for ${rt.plural} to be served`);
+      await sleep(50);
+    }
+  }
+}
+
 /** The objects of a YAML file (several documents), empty documents left out. */
 export function readManifests(path: string): KubeObject[] {
   return parseAllDocuments(readFileSync(path, 'utf8'))
@@ -153,7 +174,7 @@ export class LabCluster {
     try {
       writeFileSync(cluster.kubeconfigPath, kubeconfigYaml(server.url, APP_NAMESPACE));
       writeFileSync(cluster.relayKubeconfigPath, kubeconfigYaml(`http://127.0.0.1:${RELAY_PORT}`, APP_NAMESPACE));
-      await cluster.installCrds();
+      await installCrds(cluster.client, readProjectCrds());
       await Promise.all([options.topology.backendNodeNs, ...BALANCER_ROLES.map((r) => options.topology.balancers[r].ns)]
         .map((ns) => cluster.startRelay(ns, socketPath)));
       await cluster.createNodesAndPods();
@@ -161,21 +182,6 @@ export class LabCluster {
     } catch (err) {
       await cluster.stop();
       throw err;
-    }
-  }
-
-  private async installCrds(): Promise<void> {
-    for (const crd of readProjectCrds()) await this.client.create(CRD_RESOURCE, crd);
-    for (const rt of [RESOURCES.loadBalancerVips, RESOURCES.vipPools, RESOURCES.balancerNodes]) {
-      await this.until(`${rt.plural} served`, async () => {
-        try {
-          await this.client.list(rt, { limit: 1 });
-          return true;
-        } catch (err) {
-          if (isApiError(err, 404)) return false;
-          throw err;
-        }
-      });
     }
   }
 
@@ -372,13 +378,5 @@ export class LabCluster {
     if (this.bridge.listening) await new Promise<void>((resolve) => this.bridge.close(() => resolve()));
     this.client.close();
     await this.server.stop();
-  }
-
-  private async until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new FulcrumError('ERR_INTERNAL', `timed out waiting for ${what}`);
-      await sleep(50);
-    }
   }
 }

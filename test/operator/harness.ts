@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import type { Level } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { startApiServer } from '../../src/apiserver/index.ts';
-import { CRD_DIR, readProjectCrds } from '../../src/lab/cluster.ts';
+import { CRD_DIR, installCrds, readProjectCrds } from '../../src/lab/cluster.ts';
 import type { ApiServer, ApiServerOptions } from '../../src/apiserver/index.ts';
 import type { BalancerNode, LoadBalancerVip, VipPool } from '../../src/operator/api.ts';
 import { vipKey } from '../../src/shared/desired-state.ts';
@@ -21,7 +21,6 @@ import { REPO_ROOT } from '../apiserver/helpers.ts';
 export { REPO_ROOT };
 
 const CRD_NAMES = ['loadbalancervips.fulcrum.dev', 'vippools.fulcrum.dev', 'balancernodes.fulcrum.dev'];
-const CRD_RESOURCE = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false } as const;
 
 /** The project's CRDs when crds/ holds all three kinds; the test stand-ins otherwise. */
 export function loadCrds(source: 'repo' | 'fixtures' = 'repo'): KubeObject[] {
@@ -55,18 +54,7 @@ export async function startEnv(options: ApiServerOptions & { crds?: 'repo' | 'fi
   const { crds, ...serverOptions } = options;
   const server = await startApiServer(serverOptions);
   const client = new KubeClient(server.kubeConfig(), { userAgent: 'fulcrum-test' });
-  for (const crd of loadCrds(crds)) await client.create(CRD_RESOURCE, crd);
-  for (const rt of [RESOURCES.loadBalancerVips, RESOURCES.vipPools, RESOURCES.balancerNodes]) {
-    await waitFor(async () => {
-      try {
-        await client.list(rt, { limit: 1 });
-        return true;
-      } catch (err) {
-        if (isApiError(err, 404)) return false;
-        throw err;
-      }
-    }, `${rt.plural} served`);
-  }
+  await installCrds(client, loadCrds(crds));
   const operators: Operator[] = [];
   let n = 0;
   return {

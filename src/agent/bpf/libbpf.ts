@@ -114,6 +114,11 @@ export const LIBBPF_STRUCTS = {
       cookies: 'void *',
     }),
   }),
+  // bpf/bpf.h (libbpf 1.1): size_t sz, __u32 file_flags, padded to 16 bytes on 64-bit.
+  bpf_obj_get_opts: koffi.struct('bpf_obj_get_opts', {
+    sz: 'size_t',
+    file_flags: 'uint32_t',
+  }),
   bpf_link_update_opts: koffi.struct('bpf_link_update_opts', {
     sz: 'size_t',
     flags: 'uint32_t',
@@ -205,6 +210,7 @@ export interface MapCreateOpts {
   inner_map_fd: number; map_flags: number; map_extra: number; numa_node: number; map_ifindex: number;
 }
 export interface MapBatchOpts { sz: number; elem_flags: number; flags: number }
+export interface ObjGetOpts { sz: number; file_flags: number }
 
 /** `sz` of each option struct, for the JS objects above. */
 export const SIZEOF = Object.fromEntries(
@@ -311,6 +317,8 @@ export const libbpf = {
 
   bpf_obj_pin: declare<(fd: number, path: string) => number>('int bpf_obj_pin(int fd, const char *path)'),
   bpf_obj_get: declare<(path: string) => number>('int bpf_obj_get(const char *path)'),
+  bpf_obj_get_opts: declare<(path: string, opts: ObjGetOpts) => number>(
+    'int bpf_obj_get_opts(const char *pathname, const bpf_obj_get_opts *opts)'),
   bpf_obj_get_info_by_fd: declare<(fd: number, info: Buf, infoLen: [number]) => number>(
     'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)'),
   bpf_prog_get_fd_by_id: declare<(id: number) => number>('int bpf_prog_get_fd_by_id(uint32_t id)'),

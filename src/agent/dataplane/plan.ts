@@ -179,16 +179,14 @@ function planAllBackends(current: ProgrammedState, desired: NodeDesiredState, ba
  * not 51,200. New ids are handed out before freed ones are released, as there.
  */
 function planChangedBackends(current: ProgrammedState, refsBefore: ReadonlyMap<string, number>, desired: NodeDesiredState,
-  signatures: readonly string[], backendIds: IdAllocator): BackendPlan {
+  keys: readonly string[], signatures: readonly string[], backendIds: IdAllocator): BackendPlan {
   const refs = new Map(refsBefore);
   const backends = new Map(current.backends);
   const touched = new Set<string>();
   const changed: Vip[] = [];
-  const desiredKeys = new Set<string>();
+  const desiredKeys = new Set(keys);
   for (const [i, vip] of desired.vips.entries()) {
-    const key = vipKey(vip);
-    desiredKeys.add(key);
-    const previous = current.vips.get(key);
+    const previous = current.vips.get(keys[i]!);
     if (previous !== undefined && previous.backendsSignature === signatures[i]) continue;
     changed.push(vip);
     for (const b of vip.backends) refs.set(b.address, (refs.get(b.address) ?? 0) + 1);
@@ -232,12 +230,13 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
   const vipIds = new IdAllocator(current.vipIds);
   const addressIds = new IdAllocator(current.addressIds);
 
-  const signatures = desired.vips.map((vip) => {
-    const previous = current.vips.get(vipKey(vip))?.backendsSignature;
+  const keys = desired.vips.map(vipKey);
+  const signatures = desired.vips.map((vip, i) => {
+    const previous = current.vips.get(keys[i]!)?.backendsSignature;
     return previous !== undefined && spells(previous, vip) ? previous : backendsSignature(vip);
   });
   const { backends, refs, writeBackends, clearBackends } = current.backendRefs !== undefined
-    ? planChangedBackends(current, current.backendRefs, desired, signatures, backendIds)
+    ? planChangedBackends(current, current.backendRefs, desired, keys, signatures, backendIds)
     : planAllBackends(current, desired, backendIds);
 
   // VIPs and their rings.
@@ -247,7 +246,7 @@ export function plan(current: ProgrammedState, desired: NodeDesiredState, ringSi
   const writeVips: VipWrite[] = [];
   const resetVipCounters: number[] = [];
   for (const [i, vip] of desired.vips.entries()) {
-    const key = vipKey(vip);
+    const key = keys[i]!;
     const previous = current.vips.get(key);
     const signature = signatures[i]!;
     const flags = vipFlags(vip);

@@ -11,7 +11,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import koffi from 'koffi';
 import { FulcrumError } from '../../shared/errors.ts';
 import { addressFamily } from '../../shared/addresses.ts';
 import type { Protocol } from '../../shared/desired-state.ts';
@@ -39,17 +38,9 @@ import {
 /** linux/bpf.h: open the pinned object for reading only. */
 const BPF_F_RDONLY = 1 << 3;
 
-// bpf_obj_get_opts is declared here rather than in libbpf.ts because only inspection
-// opens pins read-only; the struct is libbpf 1.1's (bpf/bpf.h): size_t sz, __u32
-// file_flags, padded to 16 bytes on 64-bit platforms.
-const ObjGetOpts = koffi.struct('fulcrum_bpf_obj_get_opts', { sz: 'size_t', file_flags: 'uint32_t' });
-export const OBJ_GET_OPTS_SIZE = koffi.sizeof(ObjGetOpts);
-const bpfObjGetOpts = koffi.load('libbpf.so.1').func('int bpf_obj_get_opts(const char *pathname, const fulcrum_bpf_obj_get_opts *opts)') as
-  (path: string, opts: { sz: number; file_flags: number }) => number;
-
 /** The map pinned at `path`, opened read-only: updates and deletes through it fail with EPERM. */
 export function openPinnedMapReadOnly(path: string): BpfMap {
-  const fd = bpfObjGetOpts(path, { sz: OBJ_GET_OPTS_SIZE, file_flags: BPF_F_RDONLY });
+  const fd = libbpf.bpf_obj_get_opts(path, { sz: SIZEOF.bpf_obj_get_opts, file_flags: BPF_F_RDONLY });
   if (fd < 0) {
     const hints: Record<string, string> = {
       ENOENT: `nothing is pinned at ${path}`,
