@@ -39,3 +39,6 @@ fi
 
 # BPF objects are built, never committed.
 make -s -C bpf
+
+# The BPF filesystem: the agent, the lab and the tests pin under /sys/fs/bpf.
+bash "$FULCRUM_ROOT/scripts/mount-bpffs.sh"

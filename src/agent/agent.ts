@@ -18,6 +18,7 @@ import { FulcrumError, isFulcrumError, type ErrorCode } from '../shared/errors.t
 import { child, errorFields, type Logger } from '../shared/logging.ts';
 import { FULCRUM_VERSION } from '../shared/version.ts';
 import { linkInfo } from './bpf/attach.ts';
+import { ensureBpffs } from './bpf/bpffs.ts';
 import { AgentConfig, decapGuePort } from './config.ts';
 import { DecapDuties, type DecapResult } from './decap-duties.ts';
 import { adoptBalancer, reconcileAdopted, type AdoptResult } from './dataplane/adopt.ts';
@@ -150,6 +151,8 @@ export class Agent {
     const log = child({ component: 'agent', node: config.nodeName }, options.log);
     let dataplane: LoadedDataplane | undefined;
     let agent: Agent | undefined;
+    // Both roles pin under pinRoot: check (or mount) the BPF filesystem before either.
+    ensureBpffs(config.pinRoot, { mount: config.mountBpffs, log });
     try {
       if (config.balancer !== undefined) {
         dataplane = await loadDataplane({

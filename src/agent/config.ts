@@ -63,6 +63,13 @@ export const AgentConfig = z.strictObject({
   nodeName: z.string().min(1).max(253),
   /** Where maps, programs and links are pinned; a restarted agent adopts what it finds. */
   pinRoot: z.string().startsWith('/sys/fs/bpf/').default('/sys/fs/bpf/fulcrum'),
+  /**
+   * Mount the BPF filesystem at /sys/fs/bpf at start when it is not mounted (as Cilium's
+   * agent does); false: stop with ERR_BPFFS instead. The chart mounts it on the node from
+   * an init container and sets this false: a mount made inside the agent's container
+   * would be private to that container, and the pins would not outlive it.
+   */
+  mountBpffs: z.boolean().default(true),
   /** Directory holding balancer.bpf.o and decap.bpf.o. */
   bpfObjectDir: z.string().min(1).optional(),
   /** Present on balancer nodes; absent on nodes that only host backends. */

@@ -16,7 +16,7 @@
 // pins), and reports a typed outcome per pod; one pod's failure never stops another.
 // docs/decap.md explains the choices.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import PQueue from 'p-queue';
 import { pino, type Logger } from 'pino';
@@ -27,6 +27,7 @@ import { FulcrumError, isFulcrumError } from '../shared/errors.ts';
 import { REASONS, type Reason } from '../shared/reasons.ts';
 import { ABI_SIZES, decodeAddrKey, u32, type Counter } from './bpf/abi.ts';
 import { inNetns } from './bpf/attach.ts';
+import { makePinDir } from './bpf/bpffs.ts';
 import { BPF_MAP_TYPE, BpfMap, createMap } from './bpf/map.ts';
 import { BpfObject, type MapSpec } from './bpf/object.ts';
 import { DECAP_MAPS, DECAP_PROGRAM, DecapProgram, type DecapMapName } from './dataplane/decap.ts';
@@ -216,7 +217,7 @@ function readRecord(pinDir: string): DutyRecord | null {
 function writeRecord(pinDir: string, record: DutyRecord): void {
   const value = encodeDutyRecord(record);
   const path = join(pinDir, DUTY_RECORD_PIN);
-  mkdirSync(pinDir, { recursive: true });
+  makePinDir(pinDir);
   if (existsSync(path)) {
     const pinned = BpfMap.openPinned(path);
     try {

@@ -1001,8 +1001,9 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
 
 // ── start-up ───────────────────────────────────────────────────────────────────
 
-/** The reason a start failure is reported with: attaching, or loading. */
-export function startFailureReason(err: unknown): 'AttachFailed' | 'LoadFailed' {
+/** The reason a start failure is reported with: no BPF filesystem, attaching, or loading. */
+export function startFailureReason(err: unknown): 'BpffsUnavailable' | 'AttachFailed' | 'LoadFailed' {
+  if (isFulcrumError(err, 'ERR_BPFFS')) return 'BpffsUnavailable';
   return isFulcrumError(err, 'ERR_BPF_ATTACH') || isFulcrumError(err, 'ERR_NETNS') ? 'AttachFailed' : 'LoadFailed';
 }
 

@@ -13,7 +13,7 @@
 // What cannot be adopted is said in words: a pinned map whose definition no longer
 // matches (ring size, table sizes, or a new map layout) stops the start-up with the
 // map, the difference and the way out (--reset-maps, or the previous configuration).
-import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../shared/logging.ts';
@@ -25,6 +25,7 @@ import {
 } from './bpf/attach.ts';
 import { BpfMap, mapTypeName } from './bpf/map.ts';
 import type { MapSpec } from './bpf/object.ts';
+import { makePinDir } from './bpf/bpffs.ts';
 import { unpin } from './bpf/pin.ts';
 import { BALANCER_MAPS, BalancerProgram, type BalancerLimits, type BalancerLoadOptions, type BalancerMapName } from './dataplane/balancer.ts';
 import type { AgentConfig, AttachMode, BalancerSettings } from './config.ts';
@@ -325,7 +326,7 @@ export async function loadDataplane(options: LoadDataplaneOptions): Promise<Load
   if (mismatches.length > 0) throw mismatchError(mismatches);
   const adoptedMaps = BALANCER_MAPS.filter((name) => existsSync(join(layout.maps, name)));
   // libbpf creates only the last directory of a pin path.
-  mkdirSync(layout.maps, { recursive: true });
+  makePinDir(layout.maps);
 
   const balancer = BalancerProgram.load(loadOptions);
   try {

@@ -201,6 +201,7 @@ export const inspectCommand: CommandModule = {
           return;
         }
         if (presence.outcome === 'denied') throw new FulcrumError('ERR_BPF_MAP', presence.message);
+        if (presence.outcome === 'no-bpffs') throw presence.error;
         const report = await inspectPinned(flags.pinDir, {
           sections: selectSections(sections),
           ...(ringSize !== undefined ? { ringSize } : {}),

@@ -25,12 +25,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { z } from 'zod';
+import { ensureBpffs } from '../agent/bpf/bpffs.ts';
 import { linkInfo } from '../agent/bpf/attach.ts';
 import type { StandaloneFile } from '../agent/config.ts';
 import type { Encapsulation, Protocol } from '../shared/desired-state.ts';
 import { FulcrumError } from '../shared/errors.ts';
 import { connTable, ringShares, type ConnEntry, type VipRef } from '../agent/inspect/pinned.ts';
-import { linkStats, nsExec, nsSpawn, sh } from './netns.ts';
+import { BPFFS_ROOT, linkStats, nsExec, nsSpawn, sh } from './netns.ts';
 import { RUN_DIR_PREFIX, startGuardian, sweepStaleLabs } from './sweep.ts';
 import {
   BALANCER_ROLES, CLIENT_ROLES, POD_ROLES, buildTopology,
@@ -250,6 +251,9 @@ export class Lab {
    * by neighbour resolution. On any failure everything made so far is removed.
    */
   static async start(options: LabOptions = {}): Promise<Lab> {
+    // Every lab agent pins below BPFFS_ROOT: make sure a BPF filesystem is there first
+    // (the lab runs as root, as scripts/setup.sh does; mounting is what setup would do).
+    ensureBpffs(BPFFS_ROOT, { mount: true });
     installExitHandlers();
     await sweepStaleLabs();
     startGuardian();

@@ -4,8 +4,8 @@
 // table keeps forwarding established flows to the same backend.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { makePinDir } from '../../src/agent/bpf/bpffs.ts';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { applyPlan } from '../../src/agent/dataplane/apply.ts';
 import { ADOPTED_SIGNATURE, adoptBalancer, reconcileAdopted } from '../../src/agent/dataplane/adopt.ts';
@@ -24,7 +24,7 @@ let pins: ReturnType<typeof pinRoot>;
 const open: BalancerProgram[] = [];
 
 function load(): BalancerProgram {
-  mkdirSync(join(pins.root, 'maps'), { recursive: true });
+  makePinDir(join(pins.root, 'maps'));
   const balancer = BalancerProgram.load({ objectPath: OBJECT, config: CONFIG, limits: LIMITS, pinDir: join(pins.root, 'maps') });
   open.push(balancer);
   return balancer;

@@ -30,6 +30,7 @@ function agentConfig(root: string, iface = 'fx0'): AgentConfig {
   return {
     nodeName: 'node-a',
     pinRoot: root,
+    mountBpffs: false, // setup mounted it; tests never mount on the host
     bpfObjectDir: OBJECT_DIR,
     sysctlRoot: '/proc/sys',
     balancer: {

@@ -9,10 +9,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
+import { makePinDir } from '../../src/agent/bpf/bpffs.ts';
 import { DECAP_TC_HANDLE, DECAP_TC_PRIORITY, DecapDuties, podKey, type DecapPodResult, type DecapPodStatus } from '../../src/agent/decap-duties.ts';
 import { PodNetns } from '../../src/agent/pod-netns.ts';
 import { inNetns } from '../../src/agent/bpf/attach.ts';
@@ -424,7 +425,7 @@ test('a pinned map an upgrade changed is created afresh, keeping track of the VI
   const oldVip = '203.0.113.20';
   const newVip = '203.0.113.21';
   const dir = join(pinRoot, 'decap', podKey('shop/upgraded'));
-  mkdirSync(dir, { recursive: true });
+  makePinDir(dir);
   const old = createMap(BPF_MAP_TYPE.HASH, addrKey({ addr: oldVip }).length, 4, 16, 0, 'decap_vips');
   old.update(addrKey({ addr: oldVip }), u32(1));
   old.pin(join(dir, 'decap_vips'));

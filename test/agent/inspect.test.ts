@@ -7,7 +7,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsTypeName } from '../../src/agent/bpf/bpffs.ts';
 import { AgentConfig } from '../../src/agent/config.ts';
 import { loadDataplane, type LoadedDataplane } from '../../src/agent/loader.ts';
 import { plan } from '../../src/agent/dataplane/plan.ts';
@@ -24,7 +26,7 @@ import { REASONS } from '../../src/shared/reasons.ts';
 import { ether } from '../support/packets.ts';
 import {
   CLIENT_MAC, LB_MAC, LIMITS, NEXTHOP_MAC, OBJECT_DIR, REPO, RING_SIZE, TestNetns, buildBpf, desired, memoryLogger, pinRoot, rootOnly,
-  tcp4, udp6, uniqueName,
+  tcp4, tempDir, udp6, uniqueName,
 } from './support.ts';
 
 const CLI = join(REPO, 'src/cli.ts');
@@ -270,12 +272,42 @@ test('nothing pinned: the words and exit code 3', rootOnly, () => {
   assert.equal(r.stderr, `fulcrum: no Fulcrum data plane pinned at ${dir} (is the agent running on this node?)\n`);
 });
 
-test('without root: the permission problem in words (exit 1), not "nothing pinned"', rootOnly, (t) => {
-  if (spawnSync('setpriv', ['--version']).status !== 0) return t.skip('setpriv (util-linux) is not installed');
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, CLI, 'inspect', '--pin-dir', pins!.root],
-    { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(r.status, EXIT.runtime, r.stderr);
-  assert.match(r.stderr, /^fulcrum: ERR_BPF_MAP: cannot read \/sys\/fs\/bpf\/\S+: permission denied — the BPF filesystem is readable by root only; run fulcrum inspect as root \(sudo\)\n$/);
+// What a user without root sees depends on how the node mounted bpffs: systemd mounts it
+// 0700 (the pin root cannot even be looked at), the kernel's default is 1777 with the pins
+// 0600 (the names are listed, the maps do not open). Each is mounted here, in a private
+// mount namespace on a directory of the test's own, with a balancer map pinned by bpftool.
+for (const mode of [{ name: 'mode 0700, as systemd mounts it', options: ['-o', 'mode=0700'], denied: 'pin root' },
+  { name: 'the kernel default (1777, pins 0600)', options: [], denied: 'map' }] as const) {
+  test(`without root, bpffs ${mode.name}: the permission problem in words (exit 1), not "nothing pinned"`, { ...rootOnly, timeout: 60_000 }, (t) => {
+    if (spawnSync('setpriv', ['--version']).status !== 0) return t.skip('setpriv (util-linux) is not installed');
+    const dir = tempDir('fulcrum-bpffs-mode-');
+    t.after(() => dir.cleanup());
+    const root = join(dir.dir, 'fulcrum');
+    const script = [
+      'set -euo pipefail',
+      `mount -t bpf ${mode.options.join(' ')} bpf "$MNT"`,
+      'mkdir -p "$ROOT/maps"',
+      'bpftool map create "$ROOT/maps/vips_v4" type hash key 12 value 12 entries 4 name vips_v4',
+      'exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$NODE" "$CLI" inspect --pin-dir "$ROOT"',
+    ].join('\n');
+    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'bash', '-c', script], {
+      encoding: 'utf8', timeout: 30_000, env: { ...process.env, MNT: dir.dir, ROOT: root, NODE: process.execPath, CLI },
+    });
+    const at = mode.denied === 'pin root' ? root : join(root, 'maps/vips_v4');
+    assert.equal(r.status, EXIT.runtime, r.stderr);
+    assert.equal(r.stderr, `fulcrum: ERR_BPF_MAP: cannot read ${at}: permission denied — the BPF filesystem is readable by root only; run fulcrum inspect as root (sudo)\n`);
+  });
+}
+
+test('a pin root that is not on bpffs: the fix in words (exit 1), not "nothing pinned"', rootOnly, () => {
+  const dir = tempDir('fulcrum-not-bpffs-');
+  try {
+    const r = cli(['--pin-dir', join(dir.dir, 'fulcrum')]);
+    assert.equal(r.status, EXIT.runtime);
+    assert.equal(r.stderr, `fulcrum: ERR_BPFFS: ${join(dir.dir, 'fulcrum')} is not on a BPF filesystem (${dir.dir} is on ${fsTypeName(statfsSync(dir.dir).type)}): mount one with 'mount -t bpf bpf /sys/fs/bpf' as root\n`);
+  } finally {
+    dir.cleanup();
+  }
 });
 
 test('a wrong --ring-size is refused in words (exit 2)', rootOnly, () => {

@@ -207,7 +207,8 @@ test('a balancer failure keeps observedGeneration and the VIPs; a decap-only fai
   assert.deepEqual(d.errors, ['ERR_NETNS pod shop/web-1: eth0 does not exist in the pod']);
 });
 
-test('start failures map to AttachFailed or LoadFailed; backoff stays within its bounds', () => {
+test('start failures map to BpffsUnavailable, AttachFailed or LoadFailed; backoff stays within its bounds', () => {
+  assert.equal(startFailureReason(new FulcrumError('ERR_BPFFS', 'x')), 'BpffsUnavailable');
   assert.equal(startFailureReason(new FulcrumError('ERR_BPF_ATTACH', 'x')), 'AttachFailed');
   assert.equal(startFailureReason(new FulcrumError('ERR_BPF_VERIFIER', 'x')), 'LoadFailed');
   assert.equal(startFailureReason(new Error('x')), 'LoadFailed');

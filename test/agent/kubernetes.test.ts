@@ -102,6 +102,7 @@ async function setup(options: { permissiveSpec?: boolean } = {}): Promise<Env> {
 function agentConfig(root: string, iface = 'fx0'): Omit<AgentConfig, 'nodeName'> {
   return {
     pinRoot: root,
+    mountBpffs: false, // setup mounted it; tests never mount on the host
     bpfObjectDir: OBJECT_DIR,
     sysctlRoot: '/proc/sys',
     balancer: {

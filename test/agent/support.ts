@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureBpffs } from '../../src/agent/bpf/bpffs.ts';
 import { detachLink } from '../../src/agent/bpf/attach.ts';
 import type { BalancerConfig } from '../../src/agent/bpf/abi.ts';
 import type { BalancerLimits } from '../../src/agent/dataplane/balancer.ts';
@@ -34,6 +35,8 @@ export const CONFIG: BalancerConfig = {
 /** A pin root of its own: /sys/fs/bpf/fulcrum-test-<pid>-<hex>; cleanup detaches links and removes every pin. */
 export function pinRoot(): { root: string; cleanup: () => void } {
   const root = `/sys/fs/bpf/${uniqueName('fulcrum-test', 40)}`;
+  // Fail at once, in words, where bpffs is missing (scripts/setup.sh mounts it); tests never mount it.
+  ensureBpffs(root, { mount: false });
   return {
     root,
     cleanup: () => {

@@ -102,8 +102,11 @@ where the image puts them.
 */}}
 {{- define "fulcrum.agent.config" -}}
 {{- $v := .ctx.Values.agent }}
-{{- /* guePort on every node: backend-only nodes accept what the balancers send. */}}
-{{- $config := dict "pinRoot" $v.pinRoot "sysctlRoot" "/host/proc/sys" "guePort" $v.balancer.settings.guePort "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
+{{- /* guePort on every node: backend-only nodes accept what the balancers send.
+     mountBpffs false: a mount made inside the agent's container would be private to it
+     and the pins would not outlive the pod; the mount-bpffs init container (agent.mountBpffs)
+     mounts it on the node instead, and without it the agent reports BpffsUnavailable. */}}
+{{- $config := dict "pinRoot" $v.pinRoot "mountBpffs" false "sysctlRoot" "/host/proc/sys" "guePort" $v.balancer.settings.guePort "metrics" (dict "host" $v.metrics.host "port" $v.metrics.port) }}
 {{- if .balancer }}
 {{- $s := $v.balancer.settings }}
 {{- $nextHop := dict "fib" true }}

@@ -37,3 +37,11 @@ export const munmap = libc.func('int munmap(void *addr, size_t length)') as (add
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x01;
+
+/**
+ * mount(source, target, fstype, flags, data): 0 or -1 with errno (koffi.errno()). The
+ * agent mounts the BPF filesystem itself (src/agent/bpf/bpffs.ts) rather than running
+ * mount(8), so a host without util-linux in the image still works.
+ */
+export const mount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as
+  (source: string, target: string, fstype: string, flags: number, data: string | null) => number;

@@ -3,8 +3,9 @@
 // telling which kind of BPF object an fd is, so a map path that holds a link is
 // reported in words instead of being misread.
 
-import { mkdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { readlinkSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makePinDir } from './bpffs.ts';
 import { bpfFailure, errno, errnoName, libbpf } from './libbpf.ts';
 import { close } from './libc.ts';
 import { FulcrumError, type ErrorCode } from '../../shared/errors.ts';
@@ -37,13 +38,12 @@ const PIN_HINTS: Readonly<Record<string, string>> = {
   EACCES: 'no write permission on the directory',
 };
 
-/** Pin `fd` at `path` (parent directories are created). `what` names it in errors. */
+/**
+ * Pin `fd` at `path` (parent directories are created, on a BPF filesystem only:
+ * ERR_BPFFS otherwise). `what` names it in errors.
+ */
 export function pinFd(fd: number, path: string, what: string, code: ErrorCode): void {
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-  } catch {
-    // bpf_obj_pin reports the real problem (not bpffs, no permission) below.
-  }
+  makePinDir(dirname(path));
   const ret = libbpf.bpf_obj_pin(fd, path);
   if (ret < 0) {
     throw bpfFailure(code, `cannot pin ${what} at ${path}`, ret, { hint: PIN_HINTS[errnoName(ret)], details: { path } });

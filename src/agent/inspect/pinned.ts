@@ -8,7 +8,7 @@
 // of the fd); interfaces are only queried. Every map is closed again by close(), so an
 // inspection keeps no map alive. Pins live on the BPF filesystem, which is per mount
 // namespace, not per network namespace: a namespace matters only for the attach mode.
-import { readdirSync, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FulcrumError } from '../../shared/errors.ts';
@@ -20,6 +20,7 @@ import {
   u32, vip4Key, vip6Key, type AbiStructName, type Counter,
 } from '../bpf/abi.ts';
 import { ifindexOf, linkInfo, queryXdp } from '../bpf/attach.ts';
+import { bpffsState, notMounted, type BpffsState } from '../bpf/bpffs.ts';
 import { ENOTSUPP, SIZEOF, bpfFailure, errno, errnoName, libbpf, numPossibleCpus } from '../bpf/libbpf.ts';
 import { BpfMap } from '../bpf/map.ts';
 import { runInNetns } from '../bpf/netns.ts';
@@ -67,28 +68,52 @@ export function openPinnedMapReadOnly(path: string): BpfMap {
 export type PinPresence =
   | { readonly outcome: 'pinned' }
   | { readonly outcome: 'absent' }
-  | { readonly outcome: 'denied'; readonly message: string };
+  | { readonly outcome: 'denied'; readonly message: string }
+  /** The pin root is not on a BPF filesystem: nothing can be pinned there. */
+  | { readonly outcome: 'no-bpffs'; readonly error: FulcrumError };
 
 /**
- * Whether a balancer is pinned under `pinRoot` (its maps at <pinRoot>/maps/). A
- * directory the caller may not read is told apart from one that is not there:
- * /sys/fs/bpf is root's alone on most systems, so without root everything looks absent.
+ * Whether a balancer is pinned under `pinRoot` (its maps at <pinRoot>/maps/). A pin root
+ * the caller may not read is told apart from one that is not there, whichever way the BPF
+ * filesystem is mounted: systemd mounts it 0700 (a non-root user cannot even look inside),
+ * the kernel's default is 1777 with the pins 0600 (the names are listed, the maps do not
+ * open). Both are "run as root", never "nothing pinned".
  */
 export function pinPresence(pinRoot: string): PinPresence {
+  const denied = (path: string): PinPresence => ({
+    outcome: 'denied',
+    message: `cannot read ${path}: permission denied — the BPF filesystem is readable by root only; run fulcrum inspect as root (sudo)`,
+  });
+  const isPermission = (code: unknown): boolean => code === 'EACCES' || code === 'EPERM';
+  let state: BpffsState;
+  try {
+    state = bpffsState(pinRoot);
+  } catch (err) {
+    if (err instanceof FulcrumError && isPermission(err.details['errno'])) return denied(String(err.details['path']));
+    throw err;
+  }
+  if (state.outcome === 'other') return { outcome: 'no-bpffs', error: notMounted(pinRoot, state) };
   const { maps } = pinLayout(pinRoot);
   let names: string[];
   try {
     if (!statSync(pinRoot).isDirectory()) return { outcome: 'absent' };
     names = readdirSync(maps);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const { code, path } = err as NodeJS.ErrnoException;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { outcome: 'absent' };
-    if (code === 'EACCES' || code === 'EPERM') {
-      return { outcome: 'denied', message: `cannot read ${(err as NodeJS.ErrnoException).path ?? pinRoot}: permission denied — the BPF filesystem is readable by root only; run fulcrum inspect as root (sudo)` };
-    }
+    if (isPermission(code)) return denied(path ?? pinRoot);
     throw err;
   }
-  return BALANCER_MAPS.some((name) => names.includes(name)) ? { outcome: 'pinned' } : { outcome: 'absent' };
+  const found = BALANCER_MAPS.filter((name) => names.includes(name));
+  if (found.length === 0) return { outcome: 'absent' };
+  const first = join(maps, found[0]!);
+  try {
+    accessSync(first, constants.R_OK);
+  } catch (err) {
+    if (isPermission((err as NodeJS.ErrnoException).code)) return denied(first);
+    throw err;
+  }
+  return { outcome: 'pinned' };
 }
 
 // ─── the balancer's maps, read-only ──────────────────────────────────────────────

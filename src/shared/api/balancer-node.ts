@@ -26,6 +26,7 @@ export const BALANCER_NODE_REASONS = [
   'AgentReady', // the agent runs; its programs are loaded (and attached, on a balancer node)
   'LoadFailed', // a BPF object failed to open, load or pass the verifier
   'AttachFailed', // XDP could not be attached to a configured interface in an allowed mode
+  'BpffsUnavailable', // the pin root is not on a BPF filesystem and the agent could not (or may not) mount one
   // Programmed
   'Programmed', // the data plane holds spec generation metadata.generation
   'InvalidSpec', // the spec breaks the node contract (toNodeDesiredState threw); nothing of it applied
