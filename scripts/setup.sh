@@ -6,7 +6,7 @@ set -euo pipefail
 FULCRUM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages: the BPF toolchain, libbpf for koffi, and the tools the netns lab drives.
-debian_packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 ethtool iperf3 netcat-openbsd make unzip util-linux)
+debian_packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 ethtool iperf3 netcat-openbsd make unzip util-linux openssl)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -42,3 +42,9 @@ make -s -C bpf
 
 # The BPF filesystem: the agent, the lab and the tests pin under /sys/fs/bpf.
 bash "$FULCRUM_ROOT/scripts/mount-bpffs.sh"
+
+# The real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) that
+# the tests and the lab run on, built from its Go modules into .tools/ when missing (the
+# first build takes minutes; later ones reuse Go's caches), and kubectl and helm.
+bash "$FULCRUM_ROOT/scripts/build-control-plane.sh" >/dev/null
+bash "$FULCRUM_ROOT/scripts/kube-tools.sh" >/dev/null
