@@ -1,4 +1,6 @@
-// Control-plane benchmark: the operator at scale against the in-process API server.
+// Control-plane benchmark: the operator at scale against the real control plane (etcd and
+// kube-apiserver built from their Go modules, src/lab/control-plane.ts), the operator
+// authenticated as its ServiceAccount with RBAC enforced.
 //
 //   100 nodes (4 of them balancers), 500 LoadBalancerVips from a VipPool, 500 Services
 //   with one EndpointSlice each, 10,000 endpoints backed by 10,000 Pods spread over all
@@ -11,22 +13,23 @@
 //                          rewritten through a watch (p50, p99 over the changes)
 //   rss_mb                 the operator process's resident memory (its peak sample)
 //
-// Three processes, so that each number is the operator's alone: the API server (child),
-// the operator (child), and this driver, which creates the objects, makes the changes
-// and watches BalancerNodes. Prints a table and writes bench/out/operator.json.
+// The operator runs in a child process of its own, so that its memory is its alone;
+// etcd and kube-apiserver are processes of their own too, and this driver creates the
+// objects, makes the changes and watches BalancerNodes. No kube-controller-manager: the
+// driver writes the EndpointSlices itself (managed-by: bench), and the real EndpointSlice
+// controller would add slices of its own for the same Services. Requests are counted from
+// kube-apiserver's audit log, per identity. Prints a table and writes bench/out/operator.json,
+// with the stored size of the largest BalancerNode (managedFields included, as etcd holds
+// it) and etcd's database size at the end.
 //
 // The operator runs with the V8 heap settings its Deployment sets (NODE_OPTIONS): a
 // young generation of 8 MB and an old one of 192 MB. Without them V8 sizes both from
 // the machine's memory and lets garbage pile up to several hundred MB before collecting.
 //
-// The in-process API server validates every write against the CRD schema in JavaScript
-// (~80 ms per 470 kB BalancerNode): with many balancer nodes it, not the operator, sets
-// the change latency — one change writes every balancer's BalancerNode.
-//
 //   npm run bench:operator
 //   FULCRUM_BENCH_BALANCERS=10 FULCRUM_BENCH_CHANGES=300 npm run bench:operator
 //   FULCRUM_BENCH_OPERATOR_FLAGS= npm run bench:operator      (V8 defaults)
-//   FULCRUM_BENCH_PROFILE=operator|apiserver, FULCRUM_BENCH_ALLOC_PROFILE=1,
+//   FULCRUM_BENCH_PROFILE=operator, FULCRUM_BENCH_ALLOC_PROFILE=1,
 //   FULCRUM_BENCH_HEAPSNAPSHOT=1                              (diagnostics, in bench/out/)
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -42,7 +45,8 @@ import { RESOURCES } from '../src/operator/kinds.ts';
 import type { EndpointSlice, KubeObject, Pod } from '../src/operator/kinds.ts';
 import { KubeClient } from '../src/operator/kube.ts';
 import { Operator } from '../src/operator/operator.ts';
-import { loadCrds } from '../test/operator/harness.ts';
+import { ControlPlane } from '../src/lab/control-plane.ts';
+import { FULCRUM_NAMESPACE, installFulcrum } from '../src/lab/install.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const NODES = Number(process.env['FULCRUM_BENCH_NODES'] ?? 100);
@@ -61,22 +65,11 @@ type Message = { type: string; [k: string]: unknown };
 
 // ------------------------------------------------------------------ child roles
 
-async function serveApi(): Promise<void> {
-  const { startApiServer } = await import('../src/apiserver/index.ts');
-  const server = await startApiServer({ historyLimit: 5000 });
-  process.send!({ type: 'listening', kubeconfigPath: server.kubeconfigPath });
-  process.on('message', (m: Message) => {
-    if (m.type === 'stop') void server.stop().then(() => process.exit(0));
-    if (m.type === 'resetCounts') server.faults.resetCounts();
-    if (m.type === 'counts') process.send!({ type: 'counts', counts: server.faults.counts() });
-  });
-}
-
 async function runOperator(kubeconfigPath: string): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfigPath);
   const operator = new Operator({
-    kubeConfig: kc, namespace: 'kube-system', leaderElect: false, identity: 'bench',
+    kubeConfig: kc, namespace: FULCRUM_NAMESPACE, leaderElect: false, identity: 'bench',
     log: pino({ name: 'operator', level: process.env['FULCRUM_BENCH_OPERATOR_LOG_LEVEL'] ?? 'warn' }),
   });
   // FULCRUM_BENCH_ALLOC_PROFILE=1: every allocation site, garbage included (the sampling
@@ -113,7 +106,7 @@ async function runOperator(kubeconfigPath: string): Promise<void> {
 
 // ------------------------------------------------------------------ driver helpers
 
-/** FULCRUM_BENCH_PROFILE=operator|apiserver writes a CPU profile of that child to bench/out/. */
+/** FULCRUM_BENCH_PROFILE=operator writes a CPU profile of the operator to bench/out/. */
 function child(role: string, args: string[] = []): ChildProcess {
   const profile = process.env['FULCRUM_BENCH_PROFILE'] === role ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out')}`] : [];
   // --expose-gc: the live-heap sample at the end.
@@ -155,26 +148,26 @@ function percentile(sorted: readonly number[], p: number): number {
 // ------------------------------------------------------------------ driver
 
 async function drive(): Promise<void> {
-  const server = child('apiserver');
-  const { kubeconfigPath } = (await nextMessage(server, 'listening')) as unknown as { kubeconfigPath: string };
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  const client = new KubeClient(kc, { userAgent: 'fulcrum-bench' });
+  const cp = await ControlPlane.start({ controllerManager: false });
   let operator: ChildProcess | undefined;
+  let client: KubeClient | undefined;
   try {
+    const identities = await installFulcrum(cp);
+    const kc = new KubeConfig();
+    kc.loadFromFile(cp.adminKubeconfigPath);
+    client = new KubeClient(kc, { userAgent: 'fulcrum-bench' });
     await setUp(client);
-    operator = child('operator', [kubeconfigPath]);
+    operator = child('operator', [identities.operatorKubeconfig]);
     await nextMessage(operator, 'ready');
-    const result = await measure(client, operator, server);
+    const result = await measure(client, operator, cp, identities.operatorUser);
     report(result);
   } finally {
     if (operator !== undefined) {
       operator.send({ type: 'stop' });
       await new Promise((r) => operator!.once('exit', r));
     }
-    server.send({ type: 'stop' });
-    await new Promise((r) => server.once('exit', r));
-    client.close();
+    client?.close();
+    await cp.stop();
   }
 }
 
@@ -185,19 +178,10 @@ const fixture: Fixture = { slices: [] };
 
 async function setUp(client: KubeClient): Promise<void> {
   const started = Date.now();
-  const crdType = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false } as const;
-  for (const crd of loadCrds()) await client.create(crdType, crd);
-  for (;;) {
-    try {
-      await client.list(RESOURCES.balancerNodes, { limit: 1 });
-      await client.list(RESOURCES.loadBalancerVips, { limit: 1 });
-      await client.list(RESOURCES.vipPools, { limit: 1 });
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
   await client.create(RESOURCES.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  // What kube-controller-manager's ServiceAccount controller would make: Pods need it (admission).
+  await client.create({ group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: NS } });
   await pooled(Array.from({ length: NODES }, (_, i) => i), 16, async (i) => {
     await client.create(RESOURCES.nodes, { apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName(i), labels: i < BALANCERS ? { 'fulcrum.dev/balancer': 'true' } : {} } });
   });
@@ -253,17 +237,18 @@ interface Result {
   balancerNodeBytes: number;
   requestsPerChange: Record<string, number>;
   resyncRequests: Record<string, number>;
+  largestBalancerNodeBytes: number;
+  etcdDbBytes: number;
+  etcdDbInUseBytes: number;
 }
 
-/** Requests the API server counted (all clients, watches and lists left out), divided by `per`. */
-async function requestCounts(server: ChildProcess, per: number): Promise<Record<string, number>> {
-  const reply = nextMessage(server, 'counts');
-  server.send({ type: 'counts' });
-  const counts = ((await reply)['counts'] as { verb: string; resource: string; subresource?: string; count: number }[])
-    .filter((c) => c.verb !== 'watch' && c.verb !== 'list')
-    .reduce<Record<string, number>>((acc, c) => {
-      const k = `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}`;
-      acc[k] = (acc[k] ?? 0) + c.count;
+/** The requests `user` made since the audit log's mark (watches and lists left out), divided by `per`. */
+function requestCounts(cp: ControlPlane, user: string, per: number): Record<string, number> {
+  const counts = cp.audit.events({ user })
+    .filter((e) => e.verb !== 'watch' && e.verb !== 'list')
+    .reduce<Record<string, number>>((acc, e) => {
+      const k = `${e.verb} ${e.resource ?? e.requestURI}${e.subresource !== undefined ? `/${e.subresource}` : ''}`;
+      acc[k] = (acc[k] ?? 0) + 1;
       return acc;
     }, {});
   return Object.fromEntries(Object.entries(counts)
@@ -271,7 +256,17 @@ async function requestCounts(server: ChildProcess, per: number): Promise<Record<
     .sort((a, b) => b[1] - a[1]));
 }
 
-async function measure(client: KubeClient, operator: ChildProcess, server: ChildProcess): Promise<Result> {
+/** What etcd stores: the largest BalancerNode as the API server returns it (managedFields included), and etcd's database size. */
+async function storedSizes(cp: ControlPlane): Promise<{ largestBalancerNodeBytes: number; etcdDbBytes: number; etcdDbInUseBytes: number }> {
+  const list = await cp.adminRequest('GET', '/apis/fulcrum.dev/v1alpha1/balancernodes');
+  const items = (JSON.parse(list.body) as { items: unknown[] }).items;
+  const largestBalancerNodeBytes = Math.max(0, ...items.map((o) => JSON.stringify(o).length));
+  const res = await fetch(`${cp.etcdUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(10_000) });
+  const status = await res.json() as { dbSize?: string; dbSizeInUse?: string };
+  return { largestBalancerNodeBytes, etcdDbBytes: Number(status.dbSize ?? 0), etcdDbInUseBytes: Number(status.dbSizeInUse ?? 0) };
+}
+
+async function measure(client: KubeClient, operator: ChildProcess, cp: ControlPlane, operatorUser: string): Promise<Result> {
   // Watch BalancerNodes the way an agent would, and check predicates on every event.
   const watcher = new Informer<BalancerNode>({ client, type: RESOURCES.balancerNodes, log, watchTimeoutSeconds: 3600 });
   const waiters = new Set<{ check: (bn: BalancerNode) => boolean; done: () => void }>();
@@ -306,7 +301,7 @@ async function measure(client: KubeClient, operator: ChildProcess, server: Child
     }
     return decap === total;
   };
-  server.send({ type: 'resetCounts' });
+  cp.audit.mark();
   const t0 = performance.now();
   const resynced = new Promise<void>((resolve) => {
     const probe = { check: () => complete(), done: resolve };
@@ -321,9 +316,9 @@ async function measure(client: KubeClient, operator: ChildProcess, server: Child
   // Let status writes and pool allocation settle before timing changes.
   await new Promise((r) => setTimeout(r, 2000));
 
-  const resyncRequests = await requestCounts(server, 1);
+  const resyncRequests = requestCounts(cp, operatorUser, 1);
   // ---- changes: one EndpointSlice update at a time
-  server.send({ type: 'resetCounts' });
+  cp.audit.mark();
   const latencies: number[] = [];
   let timeouts = 0;
   for (let k = 0; k < CHANGES; k++) {
@@ -365,7 +360,7 @@ async function measure(client: KubeClient, operator: ChildProcess, server: Child
     }
   }
   clearInterval(sampler);
-  const writesPerChange = await requestCounts(server, CHANGES);
+  const writesPerChange = requestCounts(cp, operatorUser, CHANGES);
   if (process.env['FULCRUM_BENCH_ALLOC_PROFILE'] === '1') {
     const done = nextMessage(operator, 'allocProfile');
     operator.send({ type: 'allocProfile' });
@@ -376,7 +371,9 @@ async function measure(client: KubeClient, operator: ChildProcess, server: Child
   let bytes = 0;
   for (const bn of watcher.values()) bytes = Math.max(bytes, JSON.stringify(bn.spec).length);
   await watcher.stop();
+  const stored = await storedSizes(cp);
   return {
+    ...stored,
     resyncMs, latencies: latencies.sort((a, b) => a - b), timeouts,
     rssMb: Math.max(...rssSamples) / 2 ** 20, rssAfterResyncMb: afterResync.rss / 2 ** 20, heapMb: end.heapUsed / 2 ** 20,
     balancerNodeBytes: bytes,
@@ -398,6 +395,9 @@ function report(r: Result): void {
     rss_after_resync_mb: round1(r.rssAfterResyncMb),
     live_heap_mb: round1(r.heapMb),
     largest_balancernode_spec_bytes: r.balancerNodeBytes,
+    largest_balancernode_stored_bytes: r.largestBalancerNodeBytes,
+    etcd_db_bytes: r.etcdDbBytes,
+    etcd_db_in_use_bytes: r.etcdDbInUseBytes,
     requests_per_change: r.requestsPerChange,
     requests_resync: r.resyncRequests,
     targets: TARGETS,
@@ -416,6 +416,8 @@ function report(r: Result): void {
     ['rss_mb after resync', String(out.rss_after_resync_mb), ''],
     ['live heap at the end (MB, after GC)', String(out.live_heap_mb), ''],
     ['largest BalancerNode spec (bytes)', String(out.largest_balancernode_spec_bytes), ''],
+    ['largest BalancerNode as stored, managedFields included (bytes)', String(out.largest_balancernode_stored_bytes), '< 1572864 (etcd)'],
+    ['etcd database at the end (bytes; in use)', `${out.etcd_db_bytes}; ${out.etcd_db_in_use_bytes}`, ''],
   ];
   console.log(`\noperator benchmark: ${NODES} nodes (${BALANCERS} balancers), ${VIPS} VIPs, ${VIPS * ENDPOINTS_PER_VIP} endpoints, ${CHANGES} EndpointSlice changes; operator NODE_OPTIONS "${OPERATOR_FLAGS.join(' ')}"\n`);
   const w0 = Math.max(...rows.map((r0) => r0[0].length));
@@ -424,7 +426,7 @@ function report(r: Result): void {
   for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`);
   mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'out', 'operator.json'), `${JSON.stringify(out, null, 2)}\n`);
-  console.log(`\nAPI requests per change (all clients but watches): ${Object.entries(r.requestsPerChange).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(`\nthe operator's API requests per change (watches and lists left out): ${Object.entries(r.requestsPerChange).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log('\nwrote bench/out/operator.json');
 }
 
@@ -435,8 +437,7 @@ function round1(n: number): number {
 // ------------------------------------------------------------------ entry
 
 const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
-if (role === 'apiserver') await serveApi();
-else if (role === 'operator') await runOperator(process.argv[process.argv.indexOf('--role=operator') + 1]!);
+if (role === 'operator') await runOperator(process.argv[process.argv.indexOf('--role=operator') + 1]!);
 else await drive();
 
 export type { LoadBalancerVip };

@@ -228,8 +228,10 @@ static __always_inline int process_l4(struct xdp_md *ctx, struct packet *pkt, __
 			return forward(ctx, pkt, &sel, entropy, SELECT_NEW_OR_KNOWN, bytes);
 	}
 	vip = lookup_vip(pkt);
+	/* A VIP address on a port or protocol no VIP serves: the node does not own the
+	 * address, so its stack would route the packet back where it came from. */
 	if (!vip)
-		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+		return verdict(REASON_DROP_NOT_SERVED, XDP_DROP, bytes);
 	return balance(ctx, pkt, vip, src_word, entropy, SELECT_NEW_OR_KNOWN, table_read, bytes);
 }
 
@@ -275,8 +277,8 @@ int balancer(struct xdp_md *ctx)
 		return refuse(&pkt, REASON_DROP_FRAGMENT, bytes);
 	case PARSE_EXT_HEADER:
 		return refuse(&pkt, REASON_DROP_IPV6_EXT, bytes);
-	default: /* another transport: no VIP serves it */
-		return verdict(REASON_PASS_NOT_VIP, XDP_PASS, bytes);
+	default: /* another transport: no VIP serves it (dropped on a VIP address, as above) */
+		return refuse(&pkt, REASON_DROP_NOT_SERVED, bytes);
 	}
 }
 

@@ -7,7 +7,7 @@
 enum reason {
 	REASON_PASS_NOT_IP = 0,       /* not IPv4 / IPv6 (ARP, LLDP, ...) */
 	REASON_PASS_VLAN,             /* 802.1Q / 802.1ad tagged: left to the stack */
-	REASON_PASS_NOT_VIP,          /* destination is not a VIP address, or not a VIP port / protocol */
+	REASON_PASS_NOT_VIP,          /* destination is not a VIP address */
 	REASON_PASS_ICMP_OTHER,       /* ICMP that is neither echo to a VIP nor an error about a VIP flow */
 	REASON_DROP_MALFORMED,        /* truncated header, bad IHL / version / length */
 	REASON_DROP_IP_OPTIONS,       /* IPv4 options on a packet to a VIP address */
@@ -26,6 +26,9 @@ enum reason {
 	REASON_DECAP_DROP_NOT_VIP,    /* inner destination is not a VIP served here */
 	REASON_DECAP_DROP_MALFORMED,  /* truncated or inconsistent outer / inner headers */
 	REASON_DECAP_DROP_FAILED,     /* bpf_skb_adjust_room refused */
+	/* balancer, appended */
+	REASON_DROP_NOT_SERVED,       /* to a VIP address, but no VIP serves its port / protocol: the
+	                               * stack would route it back to the router (a loop) */
 	REASON_COUNT,
 };
 

@@ -50,6 +50,10 @@ static __always_inline int lookup_vip_address(struct packet *pkt)
 			if (!a || a->addr != pkt->dst[0])
 				return NOT_A_VIP_ADDRESS;
 		}
+		/* An empty slot holds address 0 with addr_id 0 (ids start at 1): 0.0.0.0 would
+		 * match it. Paid only by packets that matched a slot. */
+		if (!a->addr_id)
+			return NOT_A_VIP_ADDRESS;
 		pkt->addr_id = a->addr_id;
 		return a->flags;
 	}
@@ -63,6 +67,8 @@ static __always_inline int lookup_vip_address(struct packet *pkt)
 		if (!a || !addr6_equal(a, pkt->dst))
 			return NOT_A_VIP_ADDRESS;
 	}
+	if (!a->addr_id) /* an empty slot: :: */
+		return NOT_A_VIP_ADDRESS;
 	pkt->addr_id = a->addr_id;
 	return a->flags;
 }

@@ -27,6 +27,8 @@ export const REASONS = [
   'decap_drop_not_vip',
   'decap_drop_malformed',
   'decap_drop_failed',
+  // balancer, appended
+  'drop_not_served',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];
