@@ -241,6 +241,7 @@ static __always_inline enum parse_outcome parse_quoted_v4(void *quote, void *dat
 	pkt->dport = ports[0];
 	pkt->proto = inner->protocol;
 	pkt->syn = 0;
+	pkt->ends_flow = 0;
 	return PARSE_OK;
 }
 
@@ -261,6 +262,7 @@ static __always_inline enum parse_outcome parse_quoted_v6(void *quote, void *dat
 	pkt->dport = ports[0];
 	pkt->proto = inner->nexthdr;
 	pkt->syn = 0;
+	pkt->ends_flow = 0;
 	return PARSE_OK;
 }
 

@@ -25,6 +25,7 @@ struct packet {
 	__u8 proto;       /* IPPROTO_TCP / IPPROTO_UDP (of the flow, also for ICMP errors) */
 	__u8 tos;         /* DSCP + ECN (IPv4 TOS, IPv6 traffic class) */
 	__u8 syn;         /* TCP SYN without ACK: a new connection */
+	__u8 ends_flow;   /* TCP RST or FIN: never creates a connection-table entry */
 	__u16 addr_id;    /* the destination's id in the VIP address table, once looked up */
 };
 
@@ -132,6 +133,7 @@ static __always_inline enum parse_outcome parse_ports(void *l4, void *data_end, 
 		pkt->sport = th->source;
 		pkt->dport = th->dest;
 		pkt->syn = th->syn && !th->ack;
+		pkt->ends_flow = th->rst | th->fin;
 		return PARSE_OK;
 	}
 	struct udphdr *uh = l4;
@@ -141,6 +143,7 @@ static __always_inline enum parse_outcome parse_ports(void *l4, void *data_end, 
 	pkt->sport = uh->source;
 	pkt->dport = uh->dest;
 	pkt->syn = 0;
+	pkt->ends_flow = 0;
 	return PARSE_OK;
 }
 

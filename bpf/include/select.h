@@ -278,7 +278,10 @@ static __always_inline enum select_outcome select_for_vip(const struct packet *p
 		return SELECT_BAD_BACKEND;
 	if (!be->family)
 		return SELECT_NO_BACKEND;
-	if (use_table && mode == SELECT_NEW_OR_KNOWN)
+	/* A RST or FIN of a flow the table does not know (spoofed, or after the entry was
+	 * evicted) follows the ring but stores nothing: a flood of them must not push real
+	 * flows out of the LRU table. */
+	if (use_table && mode == SELECT_NEW_OR_KNOWN && !pkt->ends_flow)
 		conn_store(pkt, vip, *ring_id);
 	sel->backend = be;
 	sel->backend_id = *ring_id;

@@ -41,11 +41,11 @@ const TOS = 0x29; // DSCP AF11 with ECN ECT(1): the outer header must copy both
 export const frame = (l3: Buffer, vlan?: { vid: number; tpid?: number }) =>
   ether({ dst: LB_MAC, src: CLIENT_MAC, ...(vlan ? { vlan } : {}) }, l3);
 
-type FlowOptions = { src?: string; sport?: number; syn?: boolean; payload?: string | Buffer; tos?: number };
+type FlowOptions = { src?: string; sport?: number; syn?: boolean; rst?: boolean; fin?: boolean; payload?: string | Buffer; tos?: number };
 
 export function tcp4(vip: { address: string }, dport: number, o: FlowOptions = {}): Buffer {
   return frame(ipv4({ src: o.src ?? CLIENT4, dst: vip.address, tos: o.tos ?? TOS, id: 0x1234, df: true, ttl: 61 },
-    tcp({ sport: o.sport ?? 40000, dport, flags: o.syn ? { syn: true } : { ack: true, psh: true }, payload: o.payload ?? 'GET / HTTP/1.1\r\n\r\n' })));
+    tcp({ sport: o.sport ?? 40000, dport, flags: o.syn ? { syn: true } : { ack: true, psh: !o.rst && !o.fin, rst: o.rst === true, fin: o.fin === true }, payload: o.payload ?? 'GET / HTTP/1.1\r\n\r\n' })));
 }
 
 export function udp4(vip: { address: string }, dport: number, o: FlowOptions = {}): Buffer {
@@ -206,6 +206,32 @@ const connFixtures: Fixture[] = [
     name: 'table first (address without LRU-bypass VIPs): an entry of another gen is not used',
     input: tcp6(conn6, 80, { sport: 44003 }), verdict: 'XDP_TX', vip: 'conn6', backend: 'b6a', conn: 'miss',
     setup: [{ kind: 'conn', vip: 'conn6', src: CLIENT6, sport: 44003, backend: BACKENDS.b6b.id, age: 'fresh', gen: 7 }],
+  },
+  // RST and FIN end flows: for a flow the table does not know (a spoofed or late
+  // segment) they follow the ring but create no entry, which a flood of them would
+  // otherwise use to push real flows out of the LRU.
+  {
+    name: 'a RST of a flow the table does not know follows the ring',
+    input: tcp4(conn4, 80, { sport: 44010, rst: true, payload: '' }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4a', conn: 'miss',
+    setup: [{ kind: 'ring', vip: 'conn4', backend: 'b4a' }],
+  },
+  {
+    name: 'a FIN of a flow the table does not know follows the ring',
+    input: tcp4(conn4, 80, { sport: 44011, fin: true, payload: '' }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4a', conn: 'miss',
+  },
+  {
+    name: '… and neither made a table entry: after a ring change the flow follows the new ring',
+    input: tcp4(conn4, 80, { sport: 44010 }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'miss',
+    setup: [{ kind: 'ring', vip: 'conn4', backend: 'b4b' }],
+  },
+  {
+    name: '… (the FIN\'s flow too)',
+    input: tcp4(conn4, 80, { sport: 44011 }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'miss',
+  },
+  {
+    name: 'a FIN of a known flow keeps its backend (table hit)',
+    input: tcp4(conn4, 80, { sport: 44011, fin: true, payload: '' }), verdict: 'XDP_TX', vip: 'conn4', backend: 'b4b', conn: 'hit',
+    setup: [{ kind: 'ring', vip: 'conn4', backend: 'b4a' }],
   },
   {
     name: 'IPv6: an established flow keeps its backend',
