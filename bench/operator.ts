@@ -149,6 +149,13 @@ function percentile(sorted: readonly number[], p: number): number {
 
 async function drive(): Promise<void> {
   const cp = await ControlPlane.start({ controllerManager: false });
+  // Ctrl-C: the control plane's processes die with us (PDEATHSIG); remove its files too.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      cp.stopSync();
+      process.exit(130);
+    });
+  }
   let operator: ChildProcess | undefined;
   let client: KubeClient | undefined;
   try {
