@@ -137,8 +137,9 @@ static __always_inline const struct backend *live_backend(__u32 id)
 }
 
 /* The connection-table entry of pkt's flow, if any. A UDP entry older than the
- * timeout counts as absent (and is refreshed otherwise). */
-static __always_inline struct conn_value *conn_lookup(const struct packet *pkt)
+ * timeout counts as absent; otherwise `refresh` renews its idle time — only for packets
+ * of the flow itself: an ICMP error about it is no sign that the flow lives. */
+static __always_inline struct conn_value *conn_lookup(const struct packet *pkt, int refresh)
 {
 	struct conn_value *conn;
 
@@ -163,7 +164,8 @@ static __always_inline struct conn_value *conn_lookup(const struct packet *pkt)
 			count(&global_stats, GSTAT_CONN_UDP_EXPIRED, 0);
 			return 0;
 		}
-		conn->atime_ns = now;
+		if (refresh)
+			conn->atime_ns = now;
 	}
 	return conn;
 }
@@ -214,7 +216,7 @@ struct selection {
  * made for, with a live backend. Returns 0 when the VIP lookup must decide. */
 static __always_inline int select_established(const struct packet *pkt, struct selection *sel)
 {
-	struct conn_value *conn = conn_lookup(pkt);
+	struct conn_value *conn = conn_lookup(pkt, 1);
 	struct vip_meta *state;
 	const struct backend *be;
 	__u32 vip_id;
@@ -250,7 +252,7 @@ static __always_inline enum select_outcome select_for_vip(const struct packet *p
 	sel->vip_id = vip->vip_id;
 	sel->vip_flags = vip->flags;
 	if (use_table && !pkt->syn && !table_read) {
-		struct conn_value *conn = conn_lookup(pkt);
+		struct conn_value *conn = conn_lookup(pkt, mode == SELECT_NEW_OR_KNOWN);
 
 		if (conn && conn->vip_id == vip->vip_id && conn->vip_gen == vip->gen) {
 			be = live_backend(conn->backend_id);

@@ -19,7 +19,8 @@ export type Verdict = 'XDP_DROP' | 'XDP_PASS' | 'XDP_TX';
 /** What the runner may do to the maps before a fixture (conn-table and ring cases). */
 export type Setup =
   | { kind: 'ring'; vip: VipName; backend: BackendName }
-  | { kind: 'conn'; vip: VipName; src: string; sport: number; backend: number; age: 'fresh' | 'stale'; gen?: number };
+  /** age: fresh = now, old = 10 s ago (still valid), stale = past the UDP timeout. */
+  | { kind: 'conn'; vip: VipName; src: string; sport: number; backend: number; age: 'fresh' | 'old' | 'stale'; gen?: number };
 
 export type Fixture = {
   name: string;
@@ -34,6 +35,8 @@ export type Fixture = {
   /** Connection-table counter expected to move. */
   conn?: 'hit' | 'miss' | 'udp_expired';
   setup?: readonly Setup[];
+  /** The flow's table entry afterwards: its idle time kept, or refreshed by the packet. */
+  connAtime?: { vip: VipName; src: string; sport: number; expect: 'kept' | 'refreshed' };
 };
 
 const TOS = 0x29; // DSCP AF11 with ECN ECT(1): the outer header must copy both
@@ -136,6 +139,19 @@ const icmpFixtures: Fixture[] = [
     name: 'ICMPv6 destination unreachable about a VIP flow follows the ring',
     input: frame(ipv6({ src: ROUTER6, dst: web6.address, hopLimit: 62 }, icmp6DestUnreachable({ code: 4, quote: ipv6({ src: web6.address, dst: CLIENT6 }, tcp({ sport: 443, dport: 43000, flags: { ack: true } })), quoteLength: 48 }))),
     verdict: 'XDP_TX', vip: 'web6', backend: 'b6a', conn: 'miss',
+  },
+  // An ICMP error is no sign of life of the flow: it must not keep a UDP entry alive.
+  {
+    name: 'an ICMP error about a UDP flow reaches its backend without refreshing the entry\'s idle time',
+    input: frame(ipv4({ src: ROUTER4, dst: udpConn4.address, ttl: 62 }, icmpDestUnreachable({ code: 3, quote: ipv4({ src: udpConn4.address, dst: CLIENT4 }, udp({ sport: 5000, dport: 45010 })), quoteLength: 28 }))),
+    verdict: 'XDP_TX', vip: 'udpConn4', backend: 'b4b', conn: 'hit',
+    setup: [{ kind: 'conn', vip: 'udpConn4', src: CLIENT4, sport: 45010, backend: BACKENDS.b4b.id, age: 'old' }],
+    connAtime: { vip: 'udpConn4', src: CLIENT4, sport: 45010, expect: 'kept' },
+  },
+  {
+    name: '… while a datagram of the flow refreshes it',
+    input: udp4(udpConn4, 5000, { sport: 45010 }), verdict: 'XDP_TX', vip: 'udpConn4', backend: 'b4b', conn: 'hit',
+    connAtime: { vip: 'udpConn4', src: CLIENT4, sport: 45010, expect: 'refreshed' },
   },
   passed('ICMP error about a flow of no VIP passes', frame(ipv4({ src: ROUTER4, dst: '192.0.2.99' }, icmpFragNeeded({ mtu: 1400, quote: quotedUnknown4, quoteLength: 28 }))), 'pass_icmp_other'),
   passed('ICMP error quoting a truncated header passes',

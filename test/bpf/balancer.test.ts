@@ -7,12 +7,13 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { TestRunner, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/agent/bpf/test-run.ts';
-import { connValue, flow4Key, flow6Key, vip4Key, vipMeta, type Counter } from '../../src/agent/bpf/abi.ts';
+import { connValue, decodeConnValue, flow4Key, flow6Key, vip4Key, vipMeta, type Counter } from '../../src/agent/bpf/abi.ts';
+import type { BpfMap } from '../../src/agent/bpf/map.ts';
 import { AddressTable } from '../../src/agent/dataplane/address-table.ts';
 import { REASONS, type Reason } from '../../src/shared/reasons.ts';
 import { assertFramesEqual } from '../support/packets.ts';
 import { BALANCER_FIXTURES, type Fixture, type Setup } from './balancer-fixtures.ts';
-import { BACKENDS, CONFIG, LIMITS, RING_SIZE, VIPS, VIP_FLAG, ringAt, type WorldVip } from './balancer-world.ts';
+import { BACKENDS, CONFIG, LIMITS, RING_SIZE, VIPS, VIP_FLAG, ringAt, type VipName, type WorldVip } from './balancer-world.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const VERDICTS = { XDP_DROP, XDP_PASS, XDP_TX } as const;
@@ -65,12 +66,24 @@ function applySetup(setup: Setup): void {
     return;
   }
   // bpf_ktime_get_coarse_ns runs on CLOCK_MONOTONIC, as does process.hrtime.
-  const atimeNs = setup.age === 'fresh' ? process.hrtime.bigint() : 0n;
-  const vip = VIPS[setup.vip];
-  const key = { src: setup.src, addrId: addressIds.get(vip.address)!, sport: setup.sport, dport: vip.port, proto: PROTO[vip.protocol] };
+  const now = process.hrtime.bigint();
+  const atimeNs = setup.age === 'fresh' ? now : setup.age === 'old' ? now - 10_000_000_000n : 0n;
+  const { map, key } = connEntry(setup.vip, setup.src, setup.sport);
+  map.update(key, connValue({ backendId: setup.backend, vipId: VIPS[setup.vip].id, vipGen: setup.gen ?? VIP_GEN, atimeNs }));
+}
+
+function connEntry(vipName: VipName, src: string, sport: number): { map: BpfMap; key: Buffer } {
+  const vip = VIPS[vipName];
+  const key = { src, addrId: addressIds.get(vip.address)!, sport, dport: vip.port, proto: PROTO[vip.protocol] };
   const v4 = !vip.address.includes(':');
-  const map = v4 ? balancer.maps.conn_v4 : balancer.maps.conn_v6;
-  map.update(v4 ? flow4Key(key) : flow6Key(key), connValue({ backendId: setup.backend, vipId: vip.id, vipGen: setup.gen ?? VIP_GEN, atimeNs }));
+  return v4 ? { map: balancer.maps.conn_v4, key: flow4Key(key) } : { map: balancer.maps.conn_v6, key: flow6Key(key) };
+}
+
+/** The entry's last-seen time (atime_ns), or undefined without an entry. */
+function connAtime(vipName: VipName, src: string, sport: number): bigint | undefined {
+  const { map, key } = connEntry(vipName, src, sport);
+  const value = map.lookup(key);
+  return value === undefined ? undefined : decodeConnValue(value).atimeNs;
 }
 
 type Snapshot = { reasons: Record<Reason, Counter>; global: ReturnType<BalancerProgram['globalCounters']>; vip?: Counter; backend?: Counter };
@@ -89,6 +102,7 @@ const moved = (a: Counter | undefined, b: Counter | undefined) => Number((b?.pac
 for (const f of BALANCER_FIXTURES) {
   test(f.name, () => {
     for (const s of f.setup ?? []) applySetup(s);
+    const atimeBefore = f.connAtime && connAtime(f.connAtime.vip, f.connAtime.src, f.connAtime.sport);
     const beforeRun = snapshot(f);
     const result = runner.run(balancer.progFd, f.input);
     const afterRun = snapshot(f);
@@ -114,6 +128,12 @@ for (const f of BALANCER_FIXTURES) {
       assert.equal(moved(beforeRun.global.conn_miss, afterRun.global.conn_miss), 1, 'connection-table miss');
     } else if (f.conn === 'udp_expired') {
       assert.equal(moved(beforeRun.global.conn_udp_expired, afterRun.global.conn_udp_expired), 1, 'UDP entry expired');
+    }
+    if (f.connAtime) {
+      const atimeAfter = connAtime(f.connAtime.vip, f.connAtime.src, f.connAtime.sport);
+      assert.ok(atimeBefore !== undefined && atimeAfter !== undefined, 'the flow has a table entry');
+      if (f.connAtime.expect === 'kept') assert.equal(atimeAfter, atimeBefore, 'idle time kept');
+      else assert.ok(atimeAfter > atimeBefore, 'idle time refreshed');
     }
   });
 }
