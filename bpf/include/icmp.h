@@ -233,6 +233,9 @@ static __always_inline enum parse_outcome parse_quoted_v4(void *quote, void *dat
 		return PARSE_OTHER_L4;
 	if (inner->version != 4 || inner->ihl != 5)
 		return PARSE_OTHER_L4;
+	/* A non-first fragment carries no transport header: what follows is payload. */
+	if (inner->frag_off & IP_FRAG_OFFSET_BE)
+		return PARSE_OTHER_L4;
 	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
 		return PARSE_OTHER_L4;
 	pkt->src[0] = inner->daddr;

@@ -40,6 +40,7 @@ enum parse_outcome {
 };
 
 #define IP_FRAG_MASK_BE 0xff3f /* htons(0x3fff): MF flag and fragment offset */
+#define IP_FRAG_OFFSET_BE 0xff1f /* htons(0x1fff): fragment offset alone (non-first fragments) */
 
 /* IPv4 header at data + ETH_HLEN_. Sets family, addresses, proto, tos, l3_len. */
 static __always_inline enum parse_outcome parse_ipv4(void *data, void *data_end, struct packet *pkt)

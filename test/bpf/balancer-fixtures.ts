@@ -153,6 +153,8 @@ const icmpFixtures: Fixture[] = [
     input: udp4(udpConn4, 5000, { sport: 45010 }), verdict: 'XDP_TX', vip: 'udpConn4', backend: 'b4b', conn: 'hit',
     connAtime: { vip: 'udpConn4', src: CLIENT4, sport: 45010, expect: 'refreshed' },
   },
+  passed('ICMP error quoting a non-first fragment passes (its payload is no transport header)',
+    frame(ipv4({ src: ROUTER4, dst: dns4.address }, icmpDestUnreachable({ code: 3, quote: ipv4({ src: dns4.address, dst: CLIENT4, fragmentOffset: 185 }, udp({ sport: 53, dport: 42001 })), quoteLength: 28 }))), 'pass_icmp_other'),
   passed('ICMP error about a flow of no VIP passes', frame(ipv4({ src: ROUTER4, dst: '192.0.2.99' }, icmpFragNeeded({ mtu: 1400, quote: quotedUnknown4, quoteLength: 28 }))), 'pass_icmp_other'),
   passed('ICMP error quoting a truncated header passes',
     frame(ipv4({ src: ROUTER4, dst: conn4.address }, icmpFragNeeded({ mtu: 1400, quote: quotedReply4, quoteLength: 22 }))), 'pass_icmp_other'),
