@@ -106,9 +106,14 @@ static __always_inline int forward(struct xdp_md *ctx, const struct packet *pkt,
 	const __u32 overhead = encap_overhead(be, gue);
 	const __u8 outer_family = be->family;
 
-	/* ICMP errors are at most 576 (IPv4) / 1280 (IPv6) bytes and always fit. */
-	if (mode == SELECT_NEW_OR_KNOWN && pkt->l3_len + overhead > CFG.mtu)
-		return send_too_big(ctx, pkt, overhead, bytes);
+	if (pkt->l3_len + overhead > CFG.mtu) {
+		if (mode == SELECT_NEW_OR_KNOWN)
+			return send_too_big(ctx, pkt, overhead, bytes);
+		/* An ICMP error: legitimate ones are at most 576 (IPv4) / 1280 (IPv6) bytes and
+		 * fit any allowed MTU; a bigger one is forged, and no ICMP error is ever sent
+		 * about an ICMP error. */
+		return verdict(REASON_DROP_ERROR_TOO_BIG, XDP_DROP, bytes);
+	}
 	if (encapsulate(ctx, pkt, be, entropy, gue) != ENCAP_OK)
 		return verdict(REASON_DROP_ADJUST_FAILED, XDP_DROP, bytes);
 	count(&vip_stats, sel->vip_id, bytes);

@@ -29,6 +29,7 @@ enum reason {
 	/* balancer, appended */
 	REASON_DROP_NOT_SERVED,       /* to a VIP address, but no VIP serves its port / protocol: the
 	                               * stack would route it back to the router (a loop) */
+	REASON_DROP_ERROR_TOO_BIG,    /* an ICMP error about a VIP flow too big once encapsulated */
 	REASON_COUNT,
 };
 

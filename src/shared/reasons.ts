@@ -29,6 +29,7 @@ export const REASONS = [
   'decap_drop_failed',
   // balancer, appended
   'drop_not_served',
+  'drop_error_too_big',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];
