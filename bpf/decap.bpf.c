@@ -17,7 +17,9 @@
 #include <bpf/bpf_endian.h>
 
 #include "consts.h"
+#include "csum.h"
 #include "decap_maps.h"
+#include "ecn.h"
 #include "reasons.h"
 
 /* Added to the UAPI in Linux 6.3; the build headers may be older than the kernel. */
@@ -35,6 +37,7 @@ struct tunnel {
 	__u32 outer_len;     /* bytes between the Ethernet header and the inner IP header */
 	__u8 outer_family;
 	__u8 inner_family;
+	__u8 outer_ecn;      /* the outer header's ECN field (RFC 6040) */
 	struct addr_key outer_dst;
 };
 
@@ -70,6 +73,7 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 		if (iph->version != 4 || iph->ihl != 5 || (iph->frag_off & bpf_htons(0x3fff)))
 			return TUNNEL_NONE;
 		proto = iph->protocol;
+		t->outer_ecn = iph->tos & 3;
 		t->outer_family = FAMILY_V4;
 		t->outer_dst.addr[0] = iph->daddr;
 		t->outer_dst.family = FAMILY_V4;
@@ -82,6 +86,7 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 		if (ip6->version != 6)
 			return TUNNEL_NONE;
 		proto = ip6->nexthdr;
+		t->outer_ecn = (ip6->flow_lbl[0] >> 4) & 3;
 		t->outer_family = FAMILY_V6;
 		__builtin_memcpy(t->outer_dst.addr, &ip6->daddr, 16);
 		t->outer_dst.family = FAMILY_V6;
@@ -138,6 +143,37 @@ static __always_inline int read_inner_destination(void *inner, void *data_end, _
 	return 0;
 }
 
+/* Carries the outer ECN mark into the inner header (ecn.h); the inner header was
+ * bounds-checked by read_inner_destination. Returns ECN_DROP for CE over Not-ECT. */
+static __always_inline __u8 propagate_ecn(void *inner, void *data_end, __u8 family, __u8 outer_ecn)
+{
+	__u8 ecn;
+
+	if (family == FAMILY_V4) {
+		struct iphdr *iph = inner;
+		__u16 old, new;
+
+		if ((void *)(iph + 1) > data_end)
+			return ECN_DROP;
+		ecn = ecn_decap(outer_ecn, iph->tos & 3);
+		if (ecn == ECN_DROP || ecn == (iph->tos & 3))
+			return ecn;
+		old = *(__u16 *)iph;
+		iph->tos = (iph->tos & ~3) | ecn;
+		new = *(__u16 *)iph;
+		iph->check = csum_replace2(iph->check, old, new);
+		return ecn;
+	}
+	struct ipv6hdr *ip6 = inner;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return ECN_DROP;
+	ecn = ecn_decap(outer_ecn, (ip6->flow_lbl[0] >> 4) & 3);
+	if (ecn != ECN_DROP)
+		ip6->flow_lbl[0] = (ip6->flow_lbl[0] & ~0x30) | (ecn << 4);
+	return ecn;
+}
+
 static __always_inline int verdict(enum reason reason, int action, __u64 bytes)
 {
 	count(&reason_stats, reason, bytes);
@@ -175,6 +211,8 @@ int decap(struct __sk_buff *skb)
 		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	if (!bpf_map_lookup_elem(&decap_vips, &vip))
 		return verdict(REASON_DECAP_DROP_NOT_VIP, TC_ACT_SHOT, bytes);
+	if (propagate_ecn(inner, data_end, t.inner_family, t.outer_ecn) == ECN_DROP)
+		return verdict(REASON_DECAP_DROP_CE_NOT_ECT, TC_ACT_SHOT, bytes);
 
 	/* For 4in6 / 6in4 the DECAP_L3 flag makes the kernel switch skb->protocol to the
 	 * inner family (Linux 6.3+). Same-family tunnels pass no flag, so IPIP, IP6IP6 and

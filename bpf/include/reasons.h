@@ -30,6 +30,8 @@ enum reason {
 	REASON_DROP_NOT_SERVED,       /* to a VIP address, but no VIP serves its port / protocol: the
 	                               * stack would route it back to the router (a loop) */
 	REASON_DROP_ERROR_TOO_BIG,    /* an ICMP error about a VIP flow too big once encapsulated */
+	/* decap, appended */
+	REASON_DECAP_DROP_CE_NOT_ECT, /* outer header marked CE, inner packet not ECN-capable (RFC 6040) */
 	REASON_COUNT,
 };
 

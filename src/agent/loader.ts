@@ -105,6 +105,14 @@ const SIZED_BY: Readonly<Record<BalancerMapName, string>> = {
   global_stats: 'the number of global counters in this build',
 };
 
+/**
+ * Counter maps indexed by this build's enums (bpf/include/reasons.h): a release that
+ * appends a reason resizes them. They hold nothing forwarding depends on, so an upgrade
+ * replaces them (their counters restart from zero, which Prometheus reads as a counter
+ * reset) instead of refusing to adopt the maps that do matter.
+ */
+export const REPLACEABLE_MAPS: ReadonlySet<BalancerMapName> = new Set(['reason_stats', 'global_stats']);
+
 export type MapChange = { readonly field: 'type' | 'key size' | 'value size' | 'max_entries' | 'flags'; readonly pinned: string; readonly wanted: string };
 export type MapMismatch = { readonly map: BalancerMapName; readonly pinPath: string; readonly changes: readonly MapChange[]; readonly cause: string };
 
@@ -323,7 +331,14 @@ export async function loadDataplane(options: LoadDataplaneOptions): Promise<Load
   }
   const loadOptions = { ...balancerLoadOptions(config), pinDir: layout.maps };
   const mismatches = pinnedMapMismatches(loadOptions);
-  if (mismatches.length > 0) throw mismatchError(mismatches);
+  const replaceable = mismatches.filter((m) => REPLACEABLE_MAPS.has(m.map) && m.changes.every((c) => c.field === 'max_entries'));
+  const blocking = mismatches.filter((m) => !replaceable.includes(m));
+  if (blocking.length > 0) throw mismatchError(blocking);
+  for (const m of replaceable) {
+    // The running program keeps its old map until the new program is swapped in below.
+    unpin(m.pinPath);
+    log.warn({ map: m.map, changes: m.changes, pinPath: m.pinPath }, 'replaced a counter map this build sizes differently; its counters restart from zero');
+  }
   const adoptedMaps = BALANCER_MAPS.filter((name) => existsSync(join(layout.maps, name)));
   // libbpf creates only the last directory of a pin path.
   makePinDir(layout.maps);

@@ -30,6 +30,8 @@ export const REASONS = [
   // balancer, appended
   'drop_not_served',
   'drop_error_too_big',
+  // decap, appended
+  'decap_drop_ce_not_ect',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];

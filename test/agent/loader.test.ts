@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { inNetns, linkInfo } from '../../src/agent/bpf/attach.ts';
-import { BpfMap } from '../../src/agent/bpf/map.ts';
+import { BPF_MAP_TYPE, BpfMap, createMap } from '../../src/agent/bpf/map.ts';
+import { unpin } from '../../src/agent/bpf/pin.ts';
+import { REASON_COUNT } from '../../src/shared/reasons.ts';
 import { connValue, flow4Key } from '../../src/agent/bpf/abi.ts';
 import { AgentConfig, type AttachMode } from '../../src/agent/config.ts';
 import { loadDataplane, resetMaps, uninstallDataplane, type LoadedDataplane } from '../../src/agent/loader.ts';
@@ -113,6 +115,28 @@ test('a restart or upgrade swaps the program into the same link and keeps maps a
   assert.equal(second.balancer.maps.conn_v4.id, mapIds.conn, 'the new program uses the adopted map');
   assert.ok(second.balancer.maps.conn_v4.lookup(flow4Key(entry)) !== undefined, 'the connection-table entry survived');
   assert.equal(second.adoptedMaps.length, 13);
+});
+
+test('an upgrade whose build has more reasons replaces the counter maps and keeps the connection table', rootOnly, async () => {
+  const { ns, root } = setup();
+  const first = await load(config(root));
+  const entry = { src: '198.51.100.7', addrId: 1, sport: 40001, dport: 80, proto: 6 };
+  first.balancer.maps.conn_v4.update(flow4Key(entry), connValue({ backendId: 3, vipId: 0, vipGen: 1, atimeNs: 0n }));
+  const reasons = first.balancer.maps.reason_stats;
+  exit(first);
+  // What an older release pinned: a reason_stats two reasons shorter.
+  unpin(join(root, 'maps', 'reason_stats'));
+  const older = createMap(BPF_MAP_TYPE.PERCPU_ARRAY, reasons.keySize, reasons.valueSize, REASON_COUNT - 2, 0, 'reason_stats');
+  older.pin(join(root, 'maps', 'reason_stats'));
+  older.close();
+  const conn = pinnedMapId(root, 'conn_v4');
+
+  const second = await load(config(root));
+  assert.equal(second.balancer.maps.reason_stats.maxEntries, REASON_COUNT);
+  assert.equal(pinnedMapId(root, 'conn_v4'), conn, 'the connection table was adopted');
+  assert.ok(second.balancer.maps.conn_v4.lookup(flow4Key(entry)) !== undefined, 'its entry survived');
+  assert.equal(second.attachments[0]?.action, 'replaced');
+  assert.equal(await inNetns(ns.path, 'xdpProgramId', 'fx0'), second.balancer.object.program('balancer').id);
 });
 
 test('a ring size change is refused in words, and the running data plane is untouched', rootOnly, async () => {

@@ -6,7 +6,7 @@
 // decap.test.ts runs them through BPF_PROG_TEST_RUN (tc: the frame goes in and comes
 // back with its Ethernet header).
 import {
-  decapsulate, encap4in6, encap6in4, encapGue, encapIp6ip6, encapIpip, encapsulate, ether, fragmentHeader,
+  decapsulate, setEcn, encap4in6, encap6in4, encapGue, encapIp6ip6, encapIpip, encapsulate, ether, fragmentHeader,
   icmp6EchoRequest, icmpEchoRequest, ipv4, ipv6, rawTransport, tcp, udp, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
   IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, type TunnelConfig,
 } from '../support/packets.ts';
@@ -152,6 +152,34 @@ const balancerOutputs: Fixture[] = [
       tcp({ sport: 40004, dport: 80, flags: { ack: true } }))), 'web4', POD4)),
 ];
 
+// ── ECN (RFC 6040): the outer congestion mark reaches the inner packet ───────
+// The balancer copies the inner ECN field to the outer header; a congested router on the
+// way to the pod marks the outer one CE (or ECT(1) for L4S).
+const ECT1 = 1, ECT0 = 2, CE = 3;
+const inner4Ecn = (ecn: number, o: Inner = {}) => inner4({ ...o, tos: (TOS & ~3) | ecn });
+const inner6Ecn = (ecn: number, o: Inner = {}) => inner6({ ...o, tos: (TOS & ~3) | ecn });
+/** The frame with its outer header's ECN field set as a router on the way would. */
+function outerEcn(input: Buffer, ecn: number): Buffer {
+  const out = Buffer.from(input);
+  setEcn(out.subarray(14), out.readUInt16BE(12) === ETH_P_IP ? 4 : 6, ecn);
+  return out;
+}
+
+const ecnFixtures: Fixture[] = [
+  decapped('IPIP: outer CE over inner ECT(0) arrives as CE (IPv4 checksum updated)', outerEcn(ipip(inner4Ecn(ECT0)), CE)),
+  decapped('IPIP: outer CE over inner ECT(1) arrives as CE', outerEcn(ipip(inner4Ecn(ECT1)), CE)),
+  decapped('IP6IP6: outer CE over inner ECT(0) arrives as CE', outerEcn(ip6ip6(inner6Ecn(ECT0)), CE)),
+  decapped('4in6: outer CE over inner ECT(0) arrives as CE', outerEcn(fourIn6(inner4Ecn(ECT0)), CE)),
+  decapped('6in4: outer CE over inner ECT(1) arrives as CE', outerEcn(sixIn4(inner6Ecn(ECT1)), CE)),
+  decapped('GUE over IPv4: outer CE over inner ECT(0) arrives as CE', outerEcn(gue(inner4Ecn(ECT0, { dst: VIPS.gue4.address }), POD4), CE)),
+  decapped('GUE over IPv6: outer CE over inner ECT(1) arrives as CE', outerEcn(gue(inner6Ecn(ECT1, { dst: VIPS.gue6.address }), POD6), CE)),
+  decapped('IPIP: outer ECT(1) over inner ECT(0) arrives as ECT(1)', outerEcn(ipip(inner4Ecn(ECT0)), ECT1)),
+  decapped('IPIP: outer ECT(0) over inner ECT(1) stays ECT(1)', outerEcn(ipip(inner4Ecn(ECT1)), ECT0)),
+  decapped('IPIP: an inner CE stays CE under a Not-ECT outer header', outerEcn(ipip(inner4Ecn(CE)), 0)),
+  dropped('IPIP: outer CE over a Not-ECT inner packet is dropped', outerEcn(ipip(inner4Ecn(0)), CE), 'decap_drop_ce_not_ect'),
+  dropped('IP6IP6: outer CE over a Not-ECT inner packet is dropped', outerEcn(ip6ip6(inner6Ecn(0)), CE), 'decap_drop_ce_not_ect'),
+];
+
 // ── not a tunnel: left alone ─────────────────────────────────────────────────
 
 const ipOptions = Buffer.from([0x94, 0x04, 0x00, 0x00]); // Router Alert
@@ -248,7 +276,7 @@ const altPort: Fixture[] = [
 ];
 
 export const DECAP_FIXTURES: readonly Fixture[] = [
-  ...encapsulations, ...balancerOutputs, ...notTunnels, ...notLocal, ...notVip, ...malformed, ...altPort,
+  ...encapsulations, ...balancerOutputs, ...ecnFixtures, ...notTunnels, ...notLocal, ...notVip, ...malformed, ...altPort,
 ];
 
 /** The EtherType a decapsulated frame must carry: the inner packet's family. */

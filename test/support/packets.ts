@@ -797,8 +797,38 @@ export function decapsulate(frame: Uint8Array): Buffer {
   if (protocol === IPPROTO_IPIP || protocol === IPPROTO_IPV6) innerAt = hlen;
   else if (protocol === IPPROTO_UDP) innerAt = hlen + UDP_HLEN;
   else throw new RangeError(`decapsulate: outer protocol ${protocol} is not a tunnel`);
-  const inner = f.l3.subarray(innerAt);
-  return ether({ dst: f.dst, src: f.src, type: ipFamily(inner, 'decapsulate') === 4 ? ETH_P_IP : ETH_P_IPV6 }, inner);
+  const inner = Buffer.from(f.l3.subarray(innerAt));
+  const innerFamily = ipFamily(inner, 'decapsulate');
+  // RFC 6040 (docs/dataplane.md, decap): the outer congestion mark reaches the inner header.
+  const ecn = decapEcn(ecnOf(f.l3, outer), ecnOf(inner, innerFamily));
+  if (ecn === 'drop') throw new RangeError('decapsulate: CE over a Not-ECT inner packet is dropped (RFC 6040)');
+  setEcn(inner, innerFamily, ecn);
+  return ether({ dst: f.dst, src: f.src, type: innerFamily === 4 ? ETH_P_IP : ETH_P_IPV6 }, inner);
+}
+
+/** The ECN field (two low bits of the IPv4 TOS / IPv6 traffic class) of an IP header. */
+export function ecnOf(l3: Uint8Array, family: Family): number {
+  return family === 4 ? l3[1]! & 3 : (l3[1]! >> 4) & 3;
+}
+
+/** Sets the ECN field (IPv4: and the header checksum) in place. */
+export function setEcn(l3: Uint8Array, family: Family, ecn: number): void {
+  if (family === 4) {
+    l3[1] = (l3[1]! & ~3) | ecn;
+    const hlen = (l3[0]! & 0x0f) * 4;
+    Buffer.from(l3.buffer, l3.byteOffset, l3.length).writeUInt16BE(0, 10);
+    Buffer.from(l3.buffer, l3.byteOffset, l3.length).writeUInt16BE(ipv4HeaderChecksum(l3.subarray(0, hlen)), 10);
+  } else {
+    l3[1] = (l3[1]! & ~0x30) | (ecn << 4);
+  }
+}
+
+/** RFC 6040 section 4.2, normal mode: the inner ECN field after decapsulation, or 'drop'. */
+export function decapEcn(outer: number, inner: number): number | 'drop' {
+  const CE = 3, ECT0 = 2, ECT1 = 1, NOT_ECT = 0;
+  if (outer === CE) return inner === NOT_ECT ? 'drop' : CE;
+  if (outer === ECT1 && inner === ECT0) return ECT1;
+  return inner;
 }
 
 // ─── ICMP the balancer originates ────────────────────────────────────────────────────
