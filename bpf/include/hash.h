@@ -23,6 +23,17 @@ static __always_inline __u32 rol32(__u32 word, unsigned int shift)
 		c ^= b; c -= rol32(b, 24); \
 	}
 
+/* An IPv6 address (four words as loaded from the packet, little-endian on the hosts we
+ * run on) folded into one word for jhash_2words. The rotations put each word's last
+ * bytes — where structured plans vary: the subnet in word 1, the host in word 3 — in
+ * different bytes of the result. A plain XOR folded 2001:db8:0:1::2 and 2001:db8:0:2::1
+ * alike (and every address whose words were permuted); multiplying instead cannot help,
+ * as a product's low bits never see the high bits where those bytes land. */
+static __always_inline __u32 fold_ipv6_words(__u32 w0, __u32 w1, __u32 w2, __u32 w3)
+{
+	return w0 ^ rol32(w1, 8) ^ rol32(w2, 16) ^ rol32(w3, 24);
+}
+
 static __always_inline __u32 jhash_2words(__u32 a, __u32 b, __u32 initval)
 {
 	__u32 c = 0;

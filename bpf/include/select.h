@@ -104,12 +104,12 @@ static __always_inline struct vip_meta *lookup_vip(const struct packet *pkt)
 	return lookup_vip6(pkt->dst, pkt->dport, pkt->proto);
 }
 
-/* The flow hash's first word: the client address (IPv6 folded by XOR). */
+/* The flow hash's first word: the client address (IPv6 folded, hash.h). */
 static __always_inline __u32 source_word(const struct packet *pkt)
 {
 	if (pkt->family == FAMILY_V4)
 		return pkt->src[0];
-	return pkt->src[0] ^ pkt->src[1] ^ pkt->src[2] ^ pkt->src[3];
+	return fold_ipv6_words(pkt->src[0], pkt->src[1], pkt->src[2], pkt->src[3]);
 }
 
 static __always_inline __u32 ports_word(const struct packet *pkt)

@@ -126,8 +126,9 @@ function checkPort(port: number, name: string): void {
 
 /**
  * The hash words of a flow. `a` is the source address loaded as little-endian u32 words
- * (XORed together for IPv6); `b` is the wire bytes of source port then destination port
- * loaded as one little-endian u32 — so each port appears byte-swapped in it.
+ * (IPv6 folded as w0 ^ rol(w1, 8) ^ rol(w2, 16) ^ rol(w3, 24): bpf/include/hash.h
+ * fold_ipv6_words); `b` is the wire bytes of source port then destination port loaded as
+ * one little-endian u32 — so each port appears byte-swapped in it.
  */
 export function hashWords(flow: FlowInput): HashWords {
   const src = addressBytes(flow.src, flow.family);
@@ -135,7 +136,7 @@ export function hashWords(flow: FlowInput): HashWords {
   checkPort(flow.dport, 'dport');
   const a = flow.family === 4
     ? loadLe32(src, 0)
-    : (loadLe32(src, 0) ^ loadLe32(src, 4) ^ loadLe32(src, 8) ^ loadLe32(src, 12)) >>> 0;
+    : (loadLe32(src, 0) ^ rol32(loadLe32(src, 4), 8) ^ rol32(loadLe32(src, 8), 16) ^ rol32(loadLe32(src, 12), 24)) >>> 0;
   const b = ((flow.sport >>> 8) | ((flow.sport & 0xff) << 8) | ((flow.dport >>> 8) << 16) |
     ((flow.dport & 0xff) << 24)) >>> 0;
   return { a, b };

@@ -63,11 +63,9 @@ int main(void)
 			unsigned char bytes[16];
 			if (scanf("%d %32s %u %u", &family, addr, &sport, &dport) != 4) return 1;
 			if (hexbytes(addr, bytes, family == 4 ? 4 : 16)) return 1;
-			__u32 a = 0, w;
-			for (int i = 0; i < (family == 4 ? 1 : 4); i++) {
-				memcpy(&w, bytes + 4 * i, 4); /* a load from packet memory */
-				a ^= w;
-			}
+			__u32 w[4];
+			memcpy(w, bytes, family == 4 ? 4 : 16); /* loads from packet memory */
+			__u32 a = family == 4 ? w[0] : fold_ipv6_words(w[0], w[1], w[2], w[3]);
 			struct { __be16 source, dest; } ports = { htons(sport), htons(dport) };
 			__u32 b;
 			memcpy(&b, &ports, 4);
@@ -194,10 +192,20 @@ describe('hash words', () => {
     assert.equal(hex8(b), '5000409c');
   });
 
-  test('IPv6: the XOR of the four little-endian words', () => {
+  test('IPv6: the four little-endian words rotated by 0, 8, 16 and 24 bits, XORed', () => {
     const { a } = hashWords({ family: 6, src: '2001:db8::1', sport: 0, dport: 0 });
-    // Bytes 20 01 0d b8 | 0 | 0 | 00 00 00 01 load as 0xb80d0120 ^ 0x01000000.
-    assert.equal(hex8(a), 'b90d0120');
+    // Bytes 20 01 0d b8 | 0 | 0 | 00 00 00 01 load as 0xb80d0120 ^ rol(0x01000000, 24) = 0x00010000.
+    assert.equal(hex8(a), 'b80c0120');
+  });
+
+  test('IPv6: structured address plans do not collide (a plain XOR folded them alike)', () => {
+    const word = (src: string): number => hashWords({ family: 6, src, sport: 0, dport: 0 }).a;
+    assert.notEqual(word('2001:db8:0:1::2'), word('2001:db8:0:2::1'));
+    assert.notEqual(word('2001:db8:1::2:0:0'), word('2001:db8:2::1:0:0'));
+    // A /48 plan: subnet i, host j — every address its own word.
+    const seen = new Set<number>();
+    for (let i = 0; i < 128; i++) for (let j = 1; j <= 128; j++) seen.add(word(`2001:db8:0:${i.toString(16)}::${j.toString(16)}`));
+    assert.equal(seen.size, 128 * 128);
   });
 
   test('text and bytes give the same hash', () => {
