@@ -28,6 +28,9 @@
 #define BPF_F_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
 #endif
 
+/* Ethernet + outer IPv6 + UDP + inner IPv6: the most header a tunnel of ours has. */
+#define DECAP_PULL_LEN (ETH_HLEN_ + IPV6_HLEN + UDP_HLEN + IPV6_HLEN)
+
 const volatile struct decap_config DECAP_CFG = {
 	.gue_port = 0xc017, /* htons(6080) */
 };
@@ -35,6 +38,8 @@ const volatile struct decap_config DECAP_CFG = {
 /* The tunnel found in a frame: how long the outer header is, and what is inside. */
 struct tunnel {
 	__u32 outer_len;     /* bytes between the Ethernet header and the inner IP header */
+	__u32 inner_room;    /* bytes the outer headers say follow them (the inner packet, and
+	                      * any Ethernet padding of the client's frame the balancer carried) */
 	__u8 outer_family;
 	__u8 inner_family;
 	__u8 outer_ecn;      /* the outer header's ECN field (RFC 6040) */
@@ -43,21 +48,42 @@ struct tunnel {
 
 enum tunnel_outcome {
 	TUNNEL_FOUND = 0,
-	TUNNEL_NONE,         /* not a tunnel packet: leave it alone */
-	TUNNEL_MALFORMED,
+	TUNNEL_NONE,         /* not a (well-formed) tunnel packet: leave it alone */
 };
 
-/* The inner family a GUE payload carries, from the IP version nibble. */
-static __always_inline __u8 gue_inner_family(void *inner, void *data_end)
-{
-	__u8 *first = inner;
+/* The balancer carries a client frame's Ethernet padding inside the tunnel: an IP
+ * packet shorter than its room is padding only in a minimum-size frame (60 bytes, or 64
+ * where NICs pad so), whose IP part is at most this long. */
+#define PADDED_L3_MAX (64 - ETH_HLEN_)
 
-	if ((void *)(first + 1) > data_end)
-		return 0;
-	return (*first >> 4) == 4 ? FAMILY_V4 : (*first >> 4) == 6 ? FAMILY_V6 : 0;
+/* Does an IP packet of `len` bytes fill its `room` as the balancer sends it? */
+static __always_inline int fills_room(__u32 len, __u32 room)
+{
+	return len == room || (len < room && room <= PADDED_L3_MAX);
 }
 
-static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_end, struct tunnel *t)
+/* The inner family a GUE payload carries: a whole IPv4 (IHL 5, valid header checksum)
+ * or IPv6 packet filling the UDP payload (fills_room); 0 otherwise. What is not one is
+ * an ordinary datagram to that port, and is left alone. */
+static __always_inline __u8 gue_inner_family(void *inner, void *data_end, __u32 room)
+{
+	struct iphdr *iph = inner;
+	struct ipv6hdr *ip6 = inner;
+
+	if ((void *)(iph + 1) <= data_end && iph->version == 4) {
+		if (iph->ihl != 5 || !fills_room(bpf_ntohs(iph->tot_len), room) || ipv4_header_csum(iph) != 0)
+			return 0;
+		return FAMILY_V4;
+	}
+	if ((void *)(ip6 + 1) <= data_end && ip6->version == 6) {
+		if (!fills_room(bpf_ntohs(ip6->payload_len) + IPV6_HLEN, room))
+			return 0;
+		return FAMILY_V6;
+	}
+	return 0;
+}
+
+static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_end, __u32 frame_len, struct tunnel *t)
 {
 	struct ethhdr *eth = data;
 	__u8 proto;
@@ -69,9 +95,15 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 
 		if ((void *)(iph + 1) > data_end)
 			return TUNNEL_NONE;
-		/* The balancer sends 20-byte headers with DF; anything else is not ours. */
+		/* The balancer sends 20-byte headers with DF; anything else is not ours. A bad
+		 * header checksum, or a length beyond the frame, is left to the stack, which
+		 * drops it and counts it as the IP header error it is. */
 		if (iph->version != 4 || iph->ihl != 5 || (iph->frag_off & bpf_htons(0x3fff)))
 			return TUNNEL_NONE;
+		if (ipv4_header_csum(iph) != 0 || bpf_ntohs(iph->tot_len) < IPV4_HLEN ||
+		    bpf_ntohs(iph->tot_len) > frame_len - ETH_HLEN_)
+			return TUNNEL_NONE;
+		t->inner_room = bpf_ntohs(iph->tot_len) - IPV4_HLEN;
 		proto = iph->protocol;
 		t->outer_ecn = iph->tos & 3;
 		t->outer_family = FAMILY_V4;
@@ -83,8 +115,9 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 
 		if ((void *)(ip6 + 1) > data_end)
 			return TUNNEL_NONE;
-		if (ip6->version != 6)
+		if (ip6->version != 6 || bpf_ntohs(ip6->payload_len) + IPV6_HLEN > frame_len - ETH_HLEN_)
 			return TUNNEL_NONE;
+		t->inner_room = bpf_ntohs(ip6->payload_len);
 		proto = ip6->nexthdr;
 		t->outer_ecn = (ip6->flow_lbl[0] >> 4) & 3;
 		t->outer_family = FAMILY_V6;
@@ -106,19 +139,22 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 			return TUNNEL_NONE;
 		if (uh->dest != DECAP_CFG.gue_port)
 			return TUNNEL_NONE;
+		if (bpf_ntohs(uh->len) != t->inner_room || t->inner_room < UDP_HLEN)
+			return TUNNEL_NONE;
 		t->outer_len += UDP_HLEN;
-		t->inner_family = gue_inner_family(uh + 1, data_end);
+		t->inner_room -= UDP_HLEN;
+		t->inner_family = gue_inner_family(uh + 1, data_end, t->inner_room);
 		if (!t->inner_family)
-			return TUNNEL_MALFORMED;
+			return TUNNEL_NONE;
 	} else {
 		return TUNNEL_NONE;
 	}
 	return TUNNEL_FOUND;
 }
 
-/* The inner header must be whole and its destination read into vip. inner_len is
- * the bytes after the outer headers in the whole packet: a GRO-merged packet is
- * longer than its linear part (data_end), and its inner length says so. */
+/* The inner header must be whole and its destination read into vip. inner_len is the
+ * room the outer headers declare (checked against the whole packet, which for a
+ * GRO-merged packet is longer than its linear part, data_end). */
 static __always_inline int read_inner_destination(void *inner, void *data_end, __u32 inner_len, __u8 family,
 						  struct addr_key *vip)
 {
@@ -191,11 +227,16 @@ int decap(struct __sk_buff *skb)
 	__u64 flags;
 	void *inner;
 
-	switch (find_tunnel(data, data_end, &t)) {
+	/* The headers a tunnel of ours can have (outer IPv6, UDP, inner IPv6) must be in the
+	 * linear part to be read; on a GRO-merged or paged packet they may not be. */
+	if (data + DECAP_PULL_LEN > data_end && skb->len > data_end - data) {
+		bpf_skb_pull_data(skb, skb->len < DECAP_PULL_LEN ? skb->len : DECAP_PULL_LEN);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	switch (find_tunnel(data, data_end, skb->len, &t)) {
 	case TUNNEL_FOUND:
 		break;
-	case TUNNEL_MALFORMED:
-		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	default:
 		return verdict(REASON_DECAP_PASS_NOT_TUNNEL, TC_ACT_OK, bytes);
 	}
@@ -205,9 +246,7 @@ int decap(struct __sk_buff *skb)
 	if (t.outer_len > IPV6_HLEN + UDP_HLEN)
 		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	inner = data + ETH_HLEN_ + t.outer_len;
-	if (skb->len < ETH_HLEN_ + t.outer_len)
-		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
-	if (read_inner_destination(inner, data_end, skb->len - ETH_HLEN_ - t.outer_len, t.inner_family, &vip))
+	if (read_inner_destination(inner, data_end, t.inner_room, t.inner_family, &vip))
 		return verdict(REASON_DECAP_DROP_MALFORMED, TC_ACT_SHOT, bytes);
 	if (!bpf_map_lookup_elem(&decap_vips, &vip))
 		return verdict(REASON_DECAP_DROP_NOT_VIP, TC_ACT_SHOT, bytes);
@@ -217,9 +256,12 @@ int decap(struct __sk_buff *skb)
 	/* For 4in6 / 6in4 the DECAP_L3 flag makes the kernel switch skb->protocol to the
 	 * inner family (Linux 6.3+). Same-family tunnels pass no flag, so IPIP, IP6IP6 and
 	 * same-family GUE also work on older kernels. */
-	flags = 0;
+	/* FIXED_GSO: the segments of a GRO-merged packet carry as much payload after the
+	 * outer header goes as before, so gso_size must stay (without it the kernel grows it
+	 * by the removed length and marks the packet for re-checking). */
+	flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 	if (t.inner_family != t.outer_family)
-		flags = t.inner_family == FAMILY_V4 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV4 : BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+		flags |= t.inner_family == FAMILY_V4 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV4 : BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
 	if (bpf_skb_adjust_room(skb, -(__s32)t.outer_len, BPF_ADJ_ROOM_MAC, flags))
 		return verdict(REASON_DECAP_DROP_FAILED, TC_ACT_SHOT, bytes);
 	if (t.inner_family != t.outer_family) {

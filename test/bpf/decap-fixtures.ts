@@ -74,6 +74,21 @@ function inner6(o: Inner = {}): Buffer {
   return ipv6({ src: o.src ?? CLIENT6, dst: o.dst ?? VIPS.web6.address, trafficClass: o.tos ?? TOS, flowLabel: 0x12345, hopLimit: 61 }, l4);
 }
 
+/** The frame with `trailer` appended after its IP packet (bytes the outer length does not count). */
+const withTrailer = (input: Buffer, trailer: Uint8Array) => Buffer.concat([input, trailer]);
+/** The IPv4 header at `offset` with its checksum off by one. */
+function corruptIpv4Checksum(packet: Buffer, offset = 0): Buffer {
+  const out = Buffer.from(packet);
+  out.writeUInt16BE(out.readUInt16BE(offset + 10) ^ 1, offset + 10);
+  return out;
+}
+/** A GUE-over-IPv4 frame whose UDP length field is off by `delta`. */
+function udpLength(input: Buffer, delta: number): Buffer {
+  const out = Buffer.from(input);
+  out.writeUInt16BE(out.readUInt16BE(14 + 20 + 4) + delta, 14 + 20 + 4);
+  return out;
+}
+
 /** A frame as the pod's interface receives it. */
 const frame = (l3: Buffer, type?: number) => ether({ dst: POD_MAC, src: HOST_MAC, ...(type === undefined ? {} : { type }) }, l3);
 
@@ -211,6 +226,38 @@ const notTunnels: Fixture[] = [
   passed('an IPv6 frame cut inside the UDP header', gue(inner6({ dst: VIPS.gue6.address }), POD6).subarray(0, 14 + 40 + 7)),
 ];
 
+const good4 = inner4();
+const good6 = inner6();
+
+// ── UDP to the GUE port that is not a tunnel packet: ordinary traffic, untouched ──
+// A pod may have a service of its own on that port: only a whole IP packet filling the
+// UDP payload (an IPv4 one with a valid header checksum) is taken for a tunnel.
+const ordinaryUdp: Fixture[] = [
+  passed('an ordinary datagram to the GUE port over IPv4', gueRaw4(POD4, Buffer.from('hello, service on 6080'))),
+  passed('an ordinary datagram to the GUE port over IPv6', gueRaw6(POD6, Buffer.from('hello, service on 6080'))),
+  passed('a datagram to the GUE port with no payload', gueRaw4(POD4, Buffer.alloc(0))),
+  passed('… over IPv6', gueRaw6(POD6, Buffer.alloc(0))),
+  passed('a single payload byte 0x45', gueRaw6(POD6, Buffer.from([0x45]))),
+  passed('a payload starting with version nibble 0', gueRaw4(POD4, Buffer.alloc(40, 0))),
+  passed('a payload starting with version nibble 5', gueRaw6(POD6, Buffer.concat([Buffer.from([0x55]), good4.subarray(1)]))),
+  passed('a GUE header (variant 0) before an IP packet', gueRaw4(POD4, Buffer.concat([Buffer.from([0x00, 0x00, 0x04, 0x00]), good4]))),
+  passed('a truncated IPv4 header', gueRaw4(POD4, inner4({ dst: VIPS.gue4.address }).subarray(0, 19))),
+  passed('an IPv6 header whose payload length is beyond the datagram', gueRaw4(POD4,
+    ipv6({ src: CLIENT6, dst: VIPS.gue6.address, payloadLength: 400, protocol: 6 }, good6.subarray(40)))),
+  passed('an IPv4 packet that fills only part of a full-size datagram', gueRaw4(POD4,
+    Buffer.concat([inner4({ dst: VIPS.gue4.address }), Buffer.alloc(100, 7)]))),
+  passed('an IPv4 header with a wrong header checksum', gueRaw4(POD4, corruptIpv4Checksum(inner4({ dst: VIPS.gue4.address })))),
+  passed('a UDP length that disagrees with the IP length', udpLength(gue(inner4({ dst: VIPS.gue4.address }), POD4), -4)),
+];
+
+// ── a broken outer header: the stack drops it and counts the IP error ────────
+const brokenOuter: Fixture[] = [
+  passed('IPIP with a wrong outer header checksum', corruptIpv4Checksum(ipip(inner4()), 14)),
+  passed('GUE over IPv4 with a wrong outer header checksum', corruptIpv4Checksum(gue(inner4({ dst: VIPS.gue4.address }), POD4), 14)),
+  passed('IPIP whose outer total length is beyond the frame', outer4(POD4, IPPROTO_IPIP, inner4(), { totalLength: 20 + inner4().length + 8 })),
+  passed('IP6IP6 whose outer payload length is beyond the frame', outer6(POD6, IPPROTO_IPV6, inner6(), { payloadLength: inner6().length + 8 })),
+];
+
 // ── tunnel to an address that is not ours ────────────────────────────────────
 
 const notLocal: Fixture[] = [
@@ -240,29 +287,21 @@ const notVip: Fixture[] = [
 
 // ── malformed ────────────────────────────────────────────────────────────────
 
-const good4 = inner4();
-const good6 = inner6();
 const malformed: Fixture[] = [
   dropped('IPIP with a truncated inner IPv4 header', outer4(POD4, IPPROTO_IPIP, good4.subarray(0, 12)), 'decap_drop_malformed'),
   dropped('IP6IP6 with a truncated inner IPv6 header', outer6(POD6, IPPROTO_IPV6, good6.subarray(0, 30)), 'decap_drop_malformed'),
-  dropped('GUE with a truncated inner IPv4 header', gueRaw4(POD4, inner4({ dst: VIPS.gue4.address }).subarray(0, 19)), 'decap_drop_malformed'),
-  dropped('GUE with a single payload byte', gueRaw6(POD6, Buffer.from([0x45])), 'decap_drop_malformed'),
   dropped('IPIP whose inner total length is beyond the frame', outer4(POD4, IPPROTO_IPIP, good4.subarray(0, good4.length - 5)), 'decap_drop_malformed'),
   dropped('IP6IP6 whose inner payload length is beyond the frame', outer6(POD6, IPPROTO_IPV6, good6.subarray(0, good6.length - 1)), 'decap_drop_malformed'),
   dropped('4in6 whose inner total length is beyond the frame', outer6(POD6, IPPROTO_IPIP,
     ipv4({ src: CLIENT4, dst: VIPS.web4.address, totalLength: good4.length + 100, protocol: 6 }, good4.subarray(20))), 'decap_drop_malformed'),
-  dropped('GUE whose inner payload length is beyond the frame', gueRaw4(POD4,
-    ipv6({ src: CLIENT6, dst: VIPS.gue6.address, payloadLength: 400, protocol: 6 }, good6.subarray(40))), 'decap_drop_malformed'),
   dropped('IPIP carrying an IPv6 header (version mismatch)', outer4(POD4, IPPROTO_IPIP, good6), 'decap_drop_malformed'),
   dropped('6in4 carrying an IPv4 header (version mismatch)', outer4(POD4, IPPROTO_IPV6, good4), 'decap_drop_malformed'),
   dropped('IP6IP6 carrying an IPv4 header (version mismatch)', outer6(POD6, IPPROTO_IPV6, good4), 'decap_drop_malformed'),
   dropped('IPIP with an inner IHL below 5', outer4(POD4, IPPROTO_IPIP,
     ipv4({ src: CLIENT4, dst: VIPS.web4.address, ihl: 4, protocol: 6 }, good4.subarray(20))), 'decap_drop_malformed'),
-  dropped('GUE whose payload starts with version nibble 0', gueRaw4(POD4, Buffer.alloc(40, 0)), 'decap_drop_malformed'),
-  dropped('GUE whose payload starts with version nibble 5', gueRaw6(POD6, Buffer.concat([Buffer.from([0x55]), good4.subarray(1)])), 'decap_drop_malformed'),
-  dropped('GUE with a GUE header (variant 0) instead of an IP packet', gueRaw4(POD4, Buffer.concat([Buffer.from([0x00, 0x00, 0x04, 0x00]), good4])), 'decap_drop_malformed'),
-  dropped('GUE over IPv4 with no payload', gueRaw4(POD4, Buffer.alloc(0)), 'decap_drop_malformed'),
-  dropped('GUE over IPv6 with no payload', gueRaw6(POD6, Buffer.alloc(0)), 'decap_drop_malformed'),
+  // The outer header's own length bounds the inner packet, not the frame's.
+  dropped('IPIP whose inner total length is beyond the outer total length (extra bytes in the frame)',
+    withTrailer(outer4(POD4, IPPROTO_IPIP, good4.subarray(0, good4.length - 5)), good4.subarray(good4.length - 5)), 'decap_drop_malformed'),
 ];
 
 // ── another GUE port, set in .rodata ─────────────────────────────────────────
@@ -276,7 +315,8 @@ const altPort: Fixture[] = [
 ];
 
 export const DECAP_FIXTURES: readonly Fixture[] = [
-  ...encapsulations, ...balancerOutputs, ...ecnFixtures, ...notTunnels, ...notLocal, ...notVip, ...malformed, ...altPort,
+  ...encapsulations, ...balancerOutputs, ...ecnFixtures, ...notTunnels, ...ordinaryUdp, ...brokenOuter, ...notLocal, ...notVip,
+  ...malformed, ...altPort,
 ];
 
 /** The EtherType a decapsulated frame must carry: the inner packet's family. */
