@@ -13,9 +13,10 @@
 // - An invalid spec changes nothing in the data plane: the status says InvalidSpec.
 // - No BalancerNode (not created yet, or deleted): the data plane keeps what it has and
 //   the agent reports nothing; it logs that once.
-// - Status is the agent's alone: it is written whole (PUT on the status subresource with
-//   the resourceVersion read; 409 re-reads and retries), and only when it differs from
-//   the object's current status.
+// - Status is the agent's alone: it is written whole and alone (PUT on the status
+//   subresource of {name, uid, resourceVersion, status}: no spec, no managedFields; 409
+//   re-reads and retries), and only when it differs from the object's current status.
+// - managedFields are dropped from every object as it comes in: the agent never reads them.
 // - Stopping leaves the data plane running (Agent.stop detaches nothing).
 //
 // Why the watch stream is not client-node's Watch: that class aborts a watch after 30 s
@@ -231,8 +232,40 @@ const ObjectMeta = z.looseObject({
   metadata: z.looseObject({ name: z.string(), uid: z.string().optional(), generation: z.number().optional(), resourceVersion: z.string().optional() }),
 });
 
-function asBalancerNode(value: unknown): BalancerNodeObject | undefined {
-  return ObjectMeta.safeParse(value).success ? (value as BalancerNodeObject) : undefined;
+/**
+ * The object as the agent keeps it: without metadata.managedFields, which every answer
+ * carries (list, watch, get, the status write's) and which the agent never reads. They
+ * grow with each writer of the object; kept, they would be most of what the agent holds.
+ */
+export function asBalancerNode(value: unknown): BalancerNodeObject | undefined {
+  if (!ObjectMeta.safeParse(value).success) return undefined;
+  const obj = value as BalancerNodeObject;
+  if (!('managedFields' in obj.metadata)) return obj;
+  const { managedFields: _dropped, ...metadata } = obj.metadata;
+  return { ...obj, metadata: metadata as BalancerNodeObject['metadata'] };
+}
+
+/** The field manager the agent's status writes are recorded under (metadata.managedFields). */
+export const FIELD_MANAGER = 'fulcrum-agent';
+
+/**
+ * The body of a status write: the status alone, with the object's name, uid and
+ * resourceVersion as preconditions. PUT on the status subresource takes everything but
+ * status from the stored object (the CRD status strategy), and a PUT without
+ * managedFields keeps the stored ones, so nothing else needs sending: not the spec (which
+ * can be large, and the agent must never appear to write it), not managedFields. A
+ * resourceVersion other than the stored one is a 409, a uid other than the stored one
+ * (the object was deleted and created again) too: the status is then computed again
+ * from a fresh read instead of landing on an object it was not made for.
+ */
+export function statusWriteBody(obj: BalancerNodeObject, status: BalancerNodeStatus): Record<string, unknown> {
+  const { name, uid, resourceVersion } = obj.metadata;
+  return {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: BALANCER_NODE.kind,
+    metadata: { name, ...(uid !== undefined ? { uid } : {}), ...(resourceVersion !== undefined ? { resourceVersion } : {}) },
+    status,
+  };
 }
 
 /** What identifies one spec: the object (a recreated one starts again at generation 1) and its generation. */
@@ -939,7 +972,7 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
       }
       try {
         const answer = asBalancerNode(await this.#api.replaceClusterCustomObjectStatus({
-          ...API, name: this.nodeName, body: { ...obj, status: wanted },
+          ...API, name: this.nodeName, body: statusWriteBody(obj, wanted), fieldManager: FIELD_MANAGER,
         }));
         this.#statusWriteCount++;
         this.#statusWrites.inc({ outcome: 'written' });
@@ -1035,7 +1068,7 @@ async function reportStartFailure(kc: KubeConfig, nodeName: string, err: unknown
         agentVersion: FULCRUM_VERSION,
       };
       try {
-        await api.replaceClusterCustomObjectStatus({ ...API, name: nodeName, body: { ...obj, status } });
+        await api.replaceClusterCustomObjectStatus({ ...API, name: nodeName, body: statusWriteBody(obj, status), fieldManager: FIELD_MANAGER });
         return;
       } catch (e) {
         if (apiCode(e) !== 409) throw e;

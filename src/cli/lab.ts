@@ -1,7 +1,8 @@
 // `fulcrum lab`: the demo and the README's main job. It builds the network-namespace lab
 // (two clients, a router that spreads VIP traffic over two balancer nodes by ECMP,
-// three backend pods), runs the whole product on it — the in-process API server, the
-// real operator, agents in Kubernetes mode — applies examples/, and drives real HTTP and
+// three backend pods), runs the whole product on it — a real control plane on loopback
+// (etcd, kube-apiserver, kube-controller-manager), the real operator, agents in
+// Kubernetes mode, the lab as the kubelet — applies examples/, and drives real HTTP and
 // UDP traffic at the VIPs the operator assigned while it shows, live, which pod answers.
 // While it runs, kubectl works against it (the kubeconfig it prints). `--standalone`
 // runs the agents from YAML files instead, without Kubernetes. Midway it drains one
@@ -51,7 +52,7 @@ async function runLab(flags: LabFlags): Promise<void> {
 
   const mode = flags.standalone === true ? 'standalone' : 'kubernetes';
   out(mode === 'kubernetes'
-    ? 'fulcrum lab: building network namespaces, starting the API server, the operator and the agents, applying examples/ ...'
+    ? 'fulcrum lab: building network namespaces, starting etcd, kube-apiserver, kube-controller-manager, the operator and the agents, applying examples/ ...'
     : 'fulcrum lab: building network namespaces, starting agents (standalone mode) ...');
   const lab = await Lab.start({ nextHop: flags.nextHop, mode });
   try {
@@ -71,7 +72,7 @@ async function runLab(flags: LabFlags): Promise<void> {
       out(`    export KUBECONFIG=${lab.cluster.kubeconfigPath}`);
       out('    kubectl get lbvip,svc -n demo          kubectl describe lbvip web -n demo');
       out('    kubectl get balancernodes              kubectl annotate pod pod3 -n demo fulcrum.dev/weight=2');
-      out('    kubectl apply -f examples/             kubectl delete lbvip web6 -n demo');
+      out('    kubectl apply --server-side -f examples/   kubectl delete lbvip web6 -n demo');
       if (flags.hold !== true) out('  (add --hold to keep the lab up after the summary, until Ctrl-C)');
     }
     out();
@@ -161,7 +162,8 @@ export const labCommand: CommandModule = {
       .summary('run the lab: real traffic through real XDP balancers in network namespaces')
       .description(
         'Build a lab of network namespaces (clients, an ECMP router, two balancer nodes, three backend pods), ' +
-          'run an in-process Kubernetes API server, the operator and the agents, apply examples/, drive HTTP and UDP ' +
+          'run a real Kubernetes control plane on loopback (etcd, kube-apiserver, kube-controller-manager), the operator ' +
+          'and the agents, with the lab as the nodes\' kubelet; apply examples/, drive HTTP and UDP ' +
           'traffic at the VIPs and show live which pod answers; drain one pod midway (its weight annotation) and bring ' +
           'it back; print a summary; remove everything. kubectl works against it while it runs. Needs root.',
       )

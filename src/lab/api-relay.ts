@@ -6,8 +6,9 @@
 // to the unix socket, which the lab process serves from the host side (cluster.ts).
 // A unix socket is a file, not a network: nothing crosses between the host's network
 // namespace and the lab's, and the lab namespaces stay unconnected to the host. The
-// operator and the agents therefore reach "the cluster" at http://127.0.0.1:<port>,
-// just as a pod reaches a node-local proxy.
+// relay only moves bytes: the TLS session runs end to end between the client and
+// kube-apiserver (whose certificate names 127.0.0.1), so the operator and the agents
+// reach the cluster at https://127.0.0.1:<port> and verify it as they would on a node.
 //
 // Prints "ready" on stdout once it listens; exits when its parent namespace is removed
 // (the lab kills every process in its namespaces) or on SIGTERM.

@@ -100,6 +100,21 @@ function makePki(dir: string): Pki {
   return { ca: path('ca.crt'), caKey: path('ca.key'), serving, admin, controllerManager, saKey: path('sa.key'), saPub: path('sa.pub') };
 }
 
+/** A client certificate (EC P-256) for `subject`, signed with the run's CA, written under `dir`. */
+function signClientCertificate(dir: string, pki: Pki, name: string, subject: string): Pair {
+  mkdirSync(dir, { recursive: true });
+  const path = (suffix: string): string => join(dir, `${name}.${suffix}`);
+  const ssl = (args: string[]): void => {
+    execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  };
+  ssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path('key')]);
+  ssl(['req', '-new', '-key', path('key'), '-subj', subject, '-out', path('csr')]);
+  writeFileSync(path('ext'), 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  ssl(['x509', '-req', '-in', path('csr'), '-CA', pki.ca, '-CAkey', pki.caKey, '-CAcreateserial',
+    '-days', '30', '-extfile', path('ext'), '-out', path('crt')]);
+  return { cert: path('crt'), key: path('key') };
+}
+
 /** A kubeconfig for `server`, trusting this run's CA, with a client certificate or a token. */
 export function kubeconfigYaml(server: string, caPem: string, user: { cert: string; key: string } | { token: string }, name = 'fulcrum'): string {
   const credentials = 'token' in user
@@ -416,6 +431,18 @@ export class ControlPlane {
   /** The admin's kubeconfig (system:masters). */
   adminKubeconfig(server = this.url): string {
     return kubeconfigYaml(server, this.caPem, { cert: readFileSync(this.#pki.admin.cert, 'utf8'), key: readFileSync(this.#pki.admin.key, 'utf8') });
+  }
+
+  /**
+   * A kubelet's identity: a client certificate for O=system:nodes, CN=system:node:<name>,
+   * signed with this run's CA (as the cluster's CSR signer would for a kubelet's
+   * bootstrap), and a kubeconfig that uses it. The Node authorizer and NodeRestriction
+   * then hold its holder to what that node's kubelet may do: its own Node and Lease, the
+   * status of Pods bound to it, nothing else.
+   */
+  nodeKubeconfig(nodeName: string, server = this.url): string {
+    const pair = signClientCertificate(join(this.dir, 'nodes'), this.#pki, `node-${nodeName}`, `/O=system:nodes/CN=system:node:${nodeName}`);
+    return kubeconfigYaml(server, this.caPem, { cert: readFileSync(pair.cert, 'utf8'), key: readFileSync(pair.key, 'utf8') }, nodeName);
   }
 
   /** TLS options for requests as the admin (node https). */

@@ -4,11 +4,13 @@
 //
 //   standalone   the lab talks to the agents the way a host without Kubernetes would:
 //                it writes their YAML file (agent settings + desired state).
-//   kubernetes   the whole product: the in-process API server, the real operator and
-//                the agents in Kubernetes mode (cluster.ts); the lab applies examples/
-//                and changes the cluster as a kubelet and the endpoint controller would
-//                (pod weights, endpoint readiness). The VIPs are what the operator
-//                assigned.
+//   kubernetes   the whole product on a real control plane (etcd, kube-apiserver,
+//                kube-controller-manager, started by cluster.ts on loopback), the real
+//                operator and the agents in Kubernetes mode as their ServiceAccounts;
+//                the lab applies examples/ with kubectl and plays only the kubelet
+//                (Nodes, the app's Pods and their readiness); the EndpointSlices are the
+//                real controller's. Pod weights are the pods' annotation. The VIPs are
+//                what the operator assigned.
 //
 // Either way the lab reads the agents' /metrics and /readyz and their pinned maps. Everything it makes is removed by teardown(),
 // which also runs on SIGINT/SIGTERM and, synchronously, on process exit; a SIGKILL is
@@ -59,6 +61,8 @@ export const LAB_RING_SIZE = 65537;
 
 const READY_TIMEOUT_MS = 30_000;
 const PROGRAMMED_TIMEOUT_MS = 15_000;
+/** The operator's first reconcile, the EndpointSlice controller and the agents, on a shared 2-core machine. */
+const KUBERNETES_PROGRAMMED_TIMEOUT_MS = 60_000;
 const POLL_MS = 100;
 
 export type LabVipName = 'web4' | 'web6' | 'dns4' | 'dns6' | 'web4-gue' | 'web6-gue' | 'dns4-gue' | 'dns6-gue';
@@ -276,17 +280,18 @@ export class Lab {
         for (const role of AGENT_ROLES) {
           const ns = role === 'node' ? topology.backendNodeNs : topology.balancers[role].ns;
           lab.agents.set(role, new AgentProcess(role, ns, dir, cli, [
-            '--kubernetes', '--kubeconfig', lab.cluster.relayKubeconfigPath, '--node-name', role,
+            '--kubernetes', '--kubeconfig', lab.cluster.agentKubeconfigPath, '--node-name', role,
             '--pod-netns', `dir=${lab.cluster.netnsDir}`,
           ]));
         }
         lab.writeConfigs();
         // An agent in Kubernetes mode is ready once its BalancerNode is programmed, which
-        // needs the operator: start them all, then the operator, then apply examples/.
+        // needs the operator: start them all, then the operator, then apply examples/ as
+        // a user would, then run the app's pods in the namespace examples/ made.
         await Promise.all(AGENT_ROLES.map((role) => lab.startAgent(role, 'serving')));
-        for (const [pod, weight] of lab.weights) if (weight !== 1) await lab.cluster.setPodWeight(pod, weight);
         await lab.cluster.startOperator();
-        await lab.cluster.applyDir();
+        await lab.cluster.applyExamples();
+        await lab.cluster.runPods(lab.weights);
         await lab.waitVipsAssigned();
         lab.servers = await startPodServers(topology, [...new Set(lab.vips.map((v) => v.address))]);
       } else {
@@ -296,7 +301,7 @@ export class Lab {
         // All at once: no traffic flows before warm-up, which waits for all of them.
         await Promise.all(AGENT_ROLES.map((role) => lab.startAgent(role)));
       }
-      await lab.waitProgrammed(options.mode === 'kubernetes' ? 30_000 : PROGRAMMED_TIMEOUT_MS);
+      await lab.waitProgrammed();
       if (options.warmUp !== false) await lab.warmUp();
       return lab;
     } catch (err) {
@@ -359,8 +364,9 @@ export class Lab {
   /** Puts a pod (back) into every VIP. */
   async addBackend(pod: PodRole, weight = 1): Promise<void> {
     this.weights.set(pod, weight);
-    await this.cluster?.setPodWeight(pod, weight === 1 ? undefined : weight);
+    // Ready first: a pod that was terminating comes back as a new Pod, without the old one's annotations.
     await this.cluster?.setEndpoint(pod, 'ready');
+    await this.cluster?.setPodWeight(pod, weight === 1 ? undefined : weight);
     await this.reprogram();
   }
 
@@ -373,8 +379,8 @@ export class Lab {
     if (this.cluster === undefined) throw new FulcrumError('ERR_INTERNAL', 'endpoints exist only in a Kubernetes-mode lab');
     if (state === 'gone') this.weights.delete(pod);
     else this.weights.set(pod, state === 'ready' ? 1 : 0);
-    if (state === 'ready') await this.cluster.setPodWeight(pod, undefined);
     await this.cluster.setEndpoint(pod, state);
+    if (state === 'ready') await this.cluster.setPodWeight(pod, undefined);
     await this.reprogram();
   }
 
@@ -388,7 +394,7 @@ export class Lab {
    * Kubernetes mode: waits until the operator has given every LoadBalancerVip of
    * examples/ an address, and takes the lab's VIPs from them (one per port).
    */
-  private async waitVipsAssigned(timeoutMs = 20_000): Promise<void> {
+  private async waitVipsAssigned(timeoutMs = 60_000): Promise<void> {
     const cluster = this.cluster!;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -532,8 +538,8 @@ export class Lab {
    * the balancers' pinned maps agree: each VIP's ring holds exactly the pods of
    * weight > 0, in proportion to their weights (within 1 % of the ring).
    */
-  async waitProgrammed(timeoutMs = PROGRAMMED_TIMEOUT_MS): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  async waitProgrammed(timeoutMs?: number): Promise<void> {
+    const deadline = Date.now() + (timeoutMs ?? (this.options.mode === 'kubernetes' ? KUBERNETES_PROGRAMMED_TIMEOUT_MS : PROGRAMMED_TIMEOUT_MS));
     if (this.options.mode === 'kubernetes') {
       await this.waitClusterProgrammed(deadline);
       return;
@@ -791,6 +797,7 @@ export class Lab {
   /** What teardown() removes, synchronously, for a process 'exit' handler: also when an
    * asynchronous teardown was cut short by the exit. */
   teardownSync(): void {
+    this.cluster?.stopSync();
     this.topology.cleanupSync();
     rmSync(this.dir, { recursive: true, force: true });
     liveLabs.delete(this);

@@ -8,10 +8,16 @@
 // and then sweeps. Every Lab.start() sweeps first as well, which covers a guardian
 // that was itself killed.
 //
-// The guardian only removes namespaces, processes inside them, BPF pins and files;
-// it never sends a packet.
+// A Kubernetes-mode run also leaves a control plane (etcd, kube-apiserver,
+// kube-controller-manager) on the host, in its run directory. Those processes die with
+// the lab's process (PDEATHSIG, control-plane.ts); should one outlive it all the same,
+// the sweep kills every process whose command line names a dead run's directory before
+// removing that directory.
+//
+// The guardian only removes namespaces, processes inside them or started from a dead
+// run's directory, BPF pins and files; it never sends a packet.
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,18 +30,46 @@ const GUARDIAN = fileURLToPath(new URL('./guardian.ts', import.meta.url));
 
 /**
  * Removes what lab runs whose process is gone (a crash, a SIGKILL) left behind:
- * namespaces and the processes in them, BPF pin directories, run directories.
- * Returns what was removed.
+ * namespaces and the processes in them, processes started from a dead run's directory
+ * (its control plane), BPF pin directories, run directories. Returns what was removed.
  */
 export async function sweepStaleLabs(): Promise<string[]> {
   const removed = await sweepStale();
   for (const name of readdirSync(tmpdir())) {
     if (name.startsWith(RUN_DIR_PREFIX) && isStaleLabName(name.slice(RUN_DIR_PREFIX.length))) {
+      for (const pid of processesNaming(join(tmpdir(), name))) {
+        killQuietly(pid);
+        removed.push(`process ${pid}`);
+      }
       rmSync(join(tmpdir(), name), { recursive: true, force: true });
       removed.push(join(tmpdir(), name));
     }
   }
   return removed;
+}
+
+/** Processes whose command line names something inside `dir` (a control plane's data and certificates). */
+export function processesNaming(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (cmdline.split('\0').some((arg) => arg.includes(`${dir}/`) || arg.endsWith(dir))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 let guardian: number | undefined;

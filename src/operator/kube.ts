@@ -77,14 +77,21 @@ export class KubeClient {
   private readonly agent: http.Agent;
   private readonly userAgent: string;
   private readonly defaultTimeoutMs: number;
+  private readonly writeGate: (() => string | undefined) | undefined;
 
-  constructor(kc: KubeConfig, options: { userAgent?: string; timeoutMs?: number } = {}) {
+  /**
+   * `writeGate`, when given, is asked before every request that is not a GET: a reason
+   * string refuses it without sending (a leader-elected process that no longer holds its
+   * lease must not write, even in the moment before it notices).
+   */
+  constructor(kc: KubeConfig, options: { userAgent?: string; timeoutMs?: number; writeGate?: () => string | undefined } = {}) {
     const cluster = kc.getCurrentCluster();
     if (cluster === null) throw new Error('kubeconfig has no current cluster');
     this.kc = kc;
     this.server = new URL(cluster.server);
     this.userAgent = options.userAgent ?? 'fulcrum-operator';
     this.defaultTimeoutMs = options.timeoutMs ?? 30_000;
+    this.writeGate = options.writeGate;
     this.agent = this.server.protocol === 'https:'
       ? new https.Agent({ keepAlive: true, maxSockets: 16 })
       : new http.Agent({ keepAlive: true, maxSockets: 16 });
@@ -99,7 +106,7 @@ export class KubeClient {
     const res = await this.send(method, path, options);
     const text = await readBody(res);
     const code = res.statusCode ?? 0;
-    if (code >= 200 && code < 300) return (text === '' ? undefined : JSON.parse(text)) as T;
+    if (code >= 200 && code < 300) return (text === '' ? undefined : withoutManagedFields(JSON.parse(text))) as T;
     throw errorFrom(code, text, `${method} ${path}`);
   }
 
@@ -168,6 +175,10 @@ export class KubeClient {
   // ---------------------------------------------------------------- transport
 
   private async send(method: string, path: string, options: RequestOptions): Promise<IncomingMessage> {
+    if (method !== 'GET' && this.writeGate !== undefined) {
+      const refused = this.writeGate();
+      if (refused !== undefined) throw new KubeApiError(0, 'LeaseNotHeld', `${method} ${path}: not sent: ${refused}`);
+    }
     const url = new URL(this.server.toString().replace(/\/$/, '') + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
     // client-node fills in TLS material and credentials (refreshing tokens as needed).
@@ -202,6 +213,25 @@ export class KubeClient {
       req.end();
     });
   }
+}
+
+/**
+ * Drops metadata.managedFields from an answer (an object, or a list's items): the
+ * operator never reads them, they can outweigh the object, and a copy that keeps them
+ * would send them back on the next write, overwriting the server's record of who owns
+ * which field.
+ */
+export function withoutManagedFields<T>(body: T): T {
+  const strip = (o: unknown): void => {
+    const meta = (o as { metadata?: { managedFields?: unknown } } | null)?.metadata;
+    if (meta !== undefined && meta !== null && typeof meta === 'object' && 'managedFields' in meta) delete meta.managedFields;
+  };
+  if (body !== null && typeof body === 'object') {
+    strip(body);
+    const items = (body as { items?: unknown }).items;
+    if (Array.isArray(items)) for (const item of items) strip(item);
+  }
+  return body;
 }
 
 async function readBody(res: IncomingMessage): Promise<string> {

@@ -34,6 +34,7 @@ import type { BackoffOptions, InformerEvent } from './informer.ts';
 import { ANNOTATIONS, FINALIZER, RESOURCES, objectKey } from './kinds.ts';
 import type { EndpointSlice, KubeObject, Namespace, Node, Service } from './kinds.ts';
 import type { KubeClient } from './kube.ts';
+import { finalizerPatch, mergePatchTo, withResourceVersion } from './merge-patch.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { DONE, WorkQueue, requeue } from './queue.ts';
 import type { ReconcileResult } from './queue.ts';
@@ -168,10 +169,10 @@ export class LbVipController {
       return DONE;
     }
     if (vip.metadata.deletionTimestamp !== undefined) return this.finalize(vip);
-    if (!(vip.metadata.finalizers ?? []).includes(FINALIZER)) {
-      vip = await this.options.client.replace<LoadBalancerVip>(RESOURCES.loadBalancerVips, {
-        ...vip, metadata: { ...vip.metadata, finalizers: [...(vip.metadata.finalizers ?? []), FINALIZER] },
-      });
+    const addFinalizer = finalizerPatch(vip.metadata, FINALIZER, true);
+    if (addFinalizer !== undefined) {
+      // A patch, not a PUT of the cached copy (merge-patch.ts says why).
+      vip = await this.options.client.patch<LoadBalancerVip>(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, addFinalizer);
     }
     const { status, events } = this.evaluate(vip);
     const desired = stableStringify(normalizeStatus(status));
@@ -181,9 +182,10 @@ export class LbVipController {
     const rv = vip.metadata.resourceVersion;
     const current = mine !== undefined && (rv === mine.fromRv || rv === mine.toRv) ? mine.json : stableStringify(normalizeStatus(vip.status ?? {}));
     if (current !== desired) {
-      const written = await this.options.client.patch<LoadBalancerVip>(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, {
-        status: { ...status, address: status.address ?? null },
-      }, { type: 'merge', subresource: 'status' });
+      // Only the status, only what changed, and only onto the version it was computed
+      // from (409 otherwise, and the queue retries from the fresh copy).
+      const written = await this.options.client.patch<LoadBalancerVip>(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace,
+        withResourceVersion(rv, { status: mergePatchTo(vip.status ?? {}, status) }), { type: 'merge', subresource: 'status' });
       this.lastStatus.set(key, { fromRv: rv, toRv: written.metadata.resourceVersion, json: desired });
     }
     for (const e of events) this.options.events.record({ type: RESOURCES.loadBalancerVips, object: vip }, e.type, e.reason, e.note);
@@ -205,13 +207,13 @@ export class LbVipController {
       const programmed = findCondition(vip.status?.conditions, 'Programmed');
       if (programmed?.reason !== 'Deleting' || programmed.message !== message) {
         const conditions = setConditions(vip.status?.conditions, [{ type: 'Programmed', status: false, reason: 'Deleting', message }], vip.metadata.generation);
-        await this.options.client.patch(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, { status: { conditions } }, { type: 'merge', subresource: 'status' });
+        await this.options.client.patch(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace,
+          withResourceVersion(vip.metadata.resourceVersion, { status: { conditions } }), { type: 'merge', subresource: 'status' });
       }
       return requeue(1000, 'WaitingForNodes');
     }
-    await this.options.client.replace<LoadBalancerVip>(RESOURCES.loadBalancerVips, {
-      ...vip, metadata: { ...vip.metadata, finalizers: (vip.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) },
-    });
+    const release = finalizerPatch(vip.metadata, FINALIZER, false);
+    if (release !== undefined) await this.options.client.patch(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, release);
     this.deleteReservation(key);
     this.log.info({ vip: key }, 'removed from every node; finalizer released');
     return DONE;

@@ -8,11 +8,18 @@
 // Expiry is judged by the local clock from the moment this process last saw the Lease
 // change (its resourceVersion), never from the timestamps in it: the holder's clock may
 // be skewed from ours.
+//
+// Holding is judged the same way: the lease counts as ours until renewDeadline after the
+// start of the last attempt that renewed it (holdsLease). Others wait leaseDuration from
+// when they saw that renewal, which is later, and leaseDuration > renewDeadline. The
+// operator refuses its own writes outside that window (kube.ts writeGate), so a process
+// that was stopped (SIGSTOP, a long GC pause, a frozen VM) and resumes after a successor
+// took over writes nothing before its renew loop notices: no two writers.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logging.ts';
 import { RESOURCES } from './kinds.ts';
 import type { Lease } from './kinds.ts';
-import { isApiError } from './kube.ts';
+import { isApiError, resourcePath } from './kube.ts';
 import type { KubeClient } from './kube.ts';
 import { microTimeNow } from './status.ts';
 
@@ -39,6 +46,8 @@ export class LeaderElection {
   private observedRv: string | undefined;
   private observedAt = 0;
   private leader = false;
+  /** Local time until which this process may act as leader (0: not leading). */
+  private validUntil = 0;
 
   constructor(options: LeaderElectionOptions) {
     this.options = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...options };
@@ -52,12 +61,19 @@ export class LeaderElection {
     return this.leader;
   }
 
+  /** Whether the lease is ours now: leading, and the last renewal is recent enough. */
+  holdsLease(now = Date.now()): boolean {
+    return this.leader && now < this.validUntil;
+  }
+
   /** Tries every retryPeriod until the Lease is ours; false when `signal` aborts first. */
   async acquire(signal: AbortSignal): Promise<boolean> {
     for (;;) {
       if (signal.aborted) return false;
-      const attempt = await this.tryAcquireOrRenew();
+      const startedAt = Date.now();
+      const attempt = await this.tryAcquireOrRenew(AbortSignal.any([signal, AbortSignal.timeout(this.options.renewDeadlineMs)]));
       if (attempt.kind === 'acquired' || attempt.kind === 'renewed') {
+        this.validUntil = startedAt + this.options.renewDeadlineMs;
         this.leader = true;
         this.options.log.info({ lease: this.leaseName(), identity: this.identity }, 'became leader');
         return true;
@@ -69,20 +85,26 @@ export class LeaderElection {
 
   /** Renews until renewal fails for renewDeadline (lost) or `signal` aborts (stopped). */
   async hold(signal: AbortSignal): Promise<LeadershipEnd> {
-    let lastRenew = Date.now();
+    const lost = (): LeadershipEnd => {
+      this.leader = false;
+      this.validUntil = 0;
+      this.options.log.error({ lease: this.leaseName(), reason: 'RenewDeadlineExceeded' }, 'leadership lost');
+      return { kind: 'lost', reason: 'RenewDeadlineExceeded' };
+    };
     for (;;) {
       if (!(await this.pause(this.options.retryPeriodMs, signal))) return { kind: 'stopped' };
-      const attempt = await this.tryAcquireOrRenew();
-      if (attempt.kind === 'acquired' || attempt.kind === 'renewed') {
-        lastRenew = Date.now();
+      // Resuming past the deadline (the process was stopped): lost, whatever the Lease says now.
+      if (!this.holdsLease()) return lost();
+      const startedAt = Date.now();
+      // The attempt gives up when the lease stops being ours: a hung API server must not
+      // keep this process leading past the renew deadline.
+      const attempt = await this.tryAcquireOrRenew(AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, this.validUntil - startedAt))]));
+      if (attempt.kind === 'renewed' || attempt.kind === 'acquired') {
+        this.validUntil = startedAt + this.options.renewDeadlineMs;
         continue;
       }
       this.options.log.warn({ lease: this.leaseName(), attempt }, 'lease renewal failed');
-      if (Date.now() - lastRenew >= this.options.renewDeadlineMs) {
-        this.leader = false;
-        this.options.log.error({ lease: this.leaseName(), reason: 'RenewDeadlineExceeded' }, 'leadership lost');
-        return { kind: 'lost', reason: 'RenewDeadlineExceeded' };
-      }
+      if (!this.holdsLease()) return lost();
     }
   }
 
@@ -90,6 +112,7 @@ export class LeaderElection {
   async release(): Promise<void> {
     if (!this.leader) return;
     this.leader = false;
+    this.validUntil = 0;
     try {
       const lease = await this.options.client.get<Lease>(RESOURCES.leases, this.options.name, this.options.namespace);
       if (lease.spec?.holderIdentity !== this.identity) return;
@@ -101,20 +124,24 @@ export class LeaderElection {
     }
   }
 
-  private async tryAcquireOrRenew(): Promise<Attempt> {
+  /** One attempt; `signal` bounds its requests (an aborted attempt has failed). */
+  private async tryAcquireOrRenew(signal: AbortSignal): Promise<Attempt> {
     const { client, namespace, name } = this.options;
     const durationSeconds = Math.max(1, Math.ceil(this.options.leaseDurationMs / 1000));
     const now = Date.now();
     let lease: Lease;
     try {
-      lease = await client.get<Lease>(RESOURCES.leases, name, namespace);
+      lease = await client.request<Lease>('GET', resourcePath(RESOURCES.leases, namespace, name), { signal });
     } catch (err) {
       if (!isApiError(err, 404)) return { kind: 'failed', error: message(err) };
       try {
-        const created = await client.create<Lease>(RESOURCES.leases, {
-          apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
-          metadata: { name, namespace },
-          spec: { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTimeNow(), renewTime: microTimeNow(), leaseTransitions: 0 },
+        const created = await client.request<Lease>('POST', resourcePath(RESOURCES.leases, namespace), {
+          signal,
+          body: {
+            apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+            metadata: { name, namespace },
+            spec: { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTimeNow(), renewTime: microTimeNow(), leaseTransitions: 0 },
+          },
         });
         this.observe(created, now);
         return { kind: 'acquired' };
@@ -136,7 +163,7 @@ export class LeaderElection {
       leaseTransitions: ours ? lease.spec?.leaseTransitions ?? 0 : (lease.spec?.leaseTransitions ?? 0) + 1,
     };
     try {
-      const updated = await client.replace<Lease>(RESOURCES.leases, lease);
+      const updated = await client.request<Lease>('PUT', resourcePath(RESOURCES.leases, namespace, name), { body: lease, signal });
       this.observe(updated, now);
       return ours ? { kind: 'renewed' } : { kind: 'acquired' };
     } catch (err) {

@@ -66,6 +66,7 @@ export class Operator {
   readonly controllers: Controllers;
   readonly election: LeaderElection | undefined;
   private readonly leaseClient: KubeClient | undefined;
+  private readonly eventClient: KubeClient;
   private readonly options: OperatorOptions;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -79,7 +80,13 @@ export class Operator {
     this.options = options;
     this.log = options.log ?? child({ component: 'operator' });
     const identity = options.identity ?? `${hostname()}_${process.pid}`;
-    this.client = new KubeClient(options.kubeConfig, { userAgent: `fulcrum-operator/${identity}` });
+    // Every write of the controllers passes the lease's gate: none leaves a process that
+    // does not hold the lease right now (leader.ts holdsLease), not even in the moment
+    // before its renew loop notices a loss.
+    this.client = new KubeClient(options.kubeConfig, {
+      userAgent: `fulcrum-operator/${identity}`,
+      ...(options.leaderElect ? { writeGate: () => (this.election?.holdsLease() === true ? undefined : 'this process does not hold the leader lease') } : {}),
+    });
     this.metrics = new OperatorMetrics({ defaultMetrics: options.defaultMetrics ?? false });
     this.cluster = new Cluster({
       client: this.client, log: this.log,
@@ -87,8 +94,10 @@ export class Operator {
       ...(options.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
     });
     this.metrics.trackInformers(this.cluster.informers());
+    // Events are reports, not state: the last ones of a leader that stops still go out.
+    this.eventClient = options.leaderElect ? new KubeClient(options.kubeConfig, { userAgent: `fulcrum-operator/${identity}` }) : this.client;
     this.events = new EventRecorder({
-      client: this.client, log: this.log, instance: identity,
+      client: this.eventClient, log: this.log, instance: identity,
       ...(options.eventDedupeMs !== undefined ? { dedupeWindowMs: options.eventDedupeMs } : {}),
     });
     this.writer = new BalancerNodeWriter({ client: this.client, cache: this.cluster.balancerNodes, log: this.log, onWrite: this.metrics.onWrite });
@@ -169,6 +178,7 @@ export class Operator {
     await this.events.flush();
     if (this.server !== undefined) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
     this.client.close();
+    if (this.eventClient !== this.client) this.eventClient.close();
     this.leaseClient?.close();
     this.log.info('stopped');
   }

@@ -11,6 +11,7 @@ import { claimOf } from './compute/vip.ts';
 import type { EventRecorder } from './events.ts';
 import type { BackoffOptions, InformerEvent } from './informer.ts';
 import { RESOURCES } from './kinds.ts';
+import { mergePatchTo, withResourceVersion } from './merge-patch.ts';
 import type { KubeClient } from './kube.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { DONE, WorkQueue } from './queue.ts';
@@ -112,7 +113,8 @@ export class PoolController {
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
     };
     if (stableStringify(status) !== stableStringify(pool.status ?? {})) {
-      await this.options.client.patch(RESOURCES.vipPools, name, undefined, { status }, { type: 'merge', subresource: 'status' });
+      await this.options.client.patch(RESOURCES.vipPools, name, undefined,
+        withResourceVersion(pool.metadata.resourceVersion, { status: mergePatchTo(pool.status ?? {}, status) }), { type: 'merge', subresource: 'status' });
     }
     return DONE;
   }

@@ -20,6 +20,7 @@ import type { BackoffOptions, InformerEvent } from './informer.ts';
 import { ANNOTATIONS, API_VERSION, MANAGED_BY, RESOURCES, objectKey, splitKey } from './kinds.ts';
 import type { Namespace, Service } from './kinds.ts';
 import { isApiError } from './kube.ts';
+import { mergePatchTo, withResourceVersion } from './merge-patch.ts';
 import type { KubeClient } from './kube.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { DONE, WorkQueue } from './queue.ts';
@@ -180,9 +181,12 @@ export class ServiceController {
       const specChanged = !specMatches(vip.spec, desired.spec);
       const annChanged = stableStringify(annotations) !== stableStringify(vip.metadata.annotations ?? {});
       if (specChanged || annChanged) {
-        vip = await this.options.client.replace<LoadBalancerVip>(RESOURCES.loadBalancerVips, {
-          ...vip, metadata: { ...vip.metadata, annotations }, spec: desired.spec,
-        });
+        // A patch of what changed onto the version read, not a PUT of the cached copy
+        // (merge-patch.ts): annotations and fields others set stay as they are.
+        vip = await this.options.client.patch<LoadBalancerVip>(RESOURCES.loadBalancerVips, vip.metadata.name, vip.metadata.namespace, withResourceVersion(vip.metadata.resourceVersion, {
+          ...(annChanged ? { metadata: { annotations: mergePatchTo(vip.metadata.annotations ?? {}, annotations) } } : {}),
+          ...(specChanged ? { spec: mergePatchTo(vip.spec ?? {}, desired.spec) } : {}),
+        }));
         this.event(service, 'Normal', 'LoadBalancerVipUpdated', `LoadBalancerVip ${name} updated`);
       }
     }
@@ -195,9 +199,9 @@ export class ServiceController {
     const desired = address !== undefined ? [{ ip: address, ipMode: 'VIP' as const }] : [];
     const current = svc.status?.loadBalancer?.ingress ?? [];
     if (stableStringify(current) === stableStringify(desired)) return DONE;
-    await this.options.client.patch(RESOURCES.services, svc.metadata.name, svc.metadata.namespace, {
+    await this.options.client.patch(RESOURCES.services, svc.metadata.name, svc.metadata.namespace, withResourceVersion(svc.metadata.resourceVersion, {
       status: { loadBalancer: { ingress: desired.length > 0 ? desired : null } },
-    }, { type: 'merge', subresource: 'status' });
+    }), { type: 'merge', subresource: 'status' });
     if (address !== undefined) this.event(svc, 'Normal', 'AddressAssigned', `assigned ${address}`);
     else if (vip !== undefined) this.event(svc, 'Warning', 'AddressPending', 'the LoadBalancerVip has no address yet; see its conditions');
     return DONE;
@@ -207,9 +211,9 @@ export class ServiceController {
     const current = svc.status?.loadBalancer?.ingress ?? [];
     const kept = current.filter((i) => i.ip === undefined || i.ip !== address);
     if (kept.length === current.length) return;
-    await this.options.client.patch(RESOURCES.services, svc.metadata.name, svc.metadata.namespace, {
+    await this.options.client.patch(RESOURCES.services, svc.metadata.name, svc.metadata.namespace, withResourceVersion(svc.metadata.resourceVersion, {
       status: { loadBalancer: { ingress: kept.length > 0 ? kept : null } },
-    }, { type: 'merge', subresource: 'status' });
+    }), { type: 'merge', subresource: 'status' });
   }
 
   private async deleteVip(vip: LoadBalancerVip, svc: Service | undefined): Promise<void> {

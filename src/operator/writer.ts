@@ -20,7 +20,7 @@ import type { Informer } from './informer.ts';
 import { API_VERSION, MANAGED_BY, RESOURCES } from './kinds.ts';
 import type { OwnerReference } from './kinds.ts';
 import { topLevelFields } from './json-scan.ts';
-import { isApiError, resourcePath } from './kube.ts';
+import { isApiError, resourcePath, withoutManagedFields } from './kube.ts';
 import type { KubeClient } from './kube.ts';
 import type { WriteOutcome } from './reasons.ts';
 
@@ -111,7 +111,9 @@ export class BalancerNodeWriter {
           result = answer(await this.options.client.requestBytes('POST', path, { rawBody: objectJson(metadata, desired.json) }));
           outcome = 'created';
         } else {
-          const metadata = { ...base.metadata, ...(refs !== undefined ? { ownerReferences: refs } : {}) };
+          // managedFields never go back to the server (kube.ts withoutManagedFields).
+          const { managedFields: _managed, ...kept } = base.metadata;
+          const metadata = { ...kept, ...(refs !== undefined ? { ownerReferences: refs } : {}) };
           result = answer(await this.options.client.requestBytes('PUT', `${path}/${encodeURIComponent(node.name)}`, { rawBody: objectJson(metadata, desired.json) }));
           outcome = 'updated';
         }
@@ -186,7 +188,7 @@ export class BalancerNodeWriter {
  * write is most of the operator's garbage at scale.
  */
 function answer(bytes: Buffer): BalancerNode {
-  const fields = topLevelFields(bytes, ['metadata', 'status']);
+  const fields = withoutManagedFields(topLevelFields(bytes, ['metadata', 'status']));
   return {
     apiVersion: API_VERSION, kind: 'BalancerNode',
     metadata: fields['metadata'] as BalancerNode['metadata'],

@@ -1,7 +1,9 @@
 // `fulcrum agent --kubernetes` as a user meets it: the node name from --node-name or
 // NODE_NAME (missing: exit 2 with the reason, as MetalLB's speaker does), the file being
 // an agent configuration alone, flags that only belong to Kubernetes mode, a kubeconfig
-// that cannot be read — and a real run through the CLI against the in-process API server.
+// that cannot be read — and a real run through the CLI against a real control plane
+// (etcd + kube-apiserver on loopback, Fulcrum's CRDs and RBAC installed), with the
+// kubeconfig of the agents' ServiceAccount, so RBAC is enforced on it as on a cluster.
 //
 // The real run is a backend-only node (no balancer section): it attaches nothing, so it
 // can run in this (the host's) namespace, where the API server's 127.0.0.1 is; its only
@@ -10,11 +12,12 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { ApiextensionsV1Api, CustomObjectsApi, loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { startApiServer, type ApiServer } from '../../src/apiserver/index.ts';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { ControlPlane } from '../../src/lab/control-plane.ts';
+import { installFulcrum } from '../../src/lab/install.ts';
 import type { BalancerNodeStatus } from '../../src/shared/api/balancer-node.ts';
 import { OBJECT_DIR, REPO, eventually, pinRoot, rootOnly, tempDir } from './support.ts';
 
@@ -23,16 +26,16 @@ const API = { group: 'fulcrum.dev', version: 'v1alpha1', plural: 'balancernodes'
 
 let dir: ReturnType<typeof tempDir> | undefined;
 let pins: ReturnType<typeof pinRoot> | undefined;
-let server: ApiServer | undefined;
+let cp: ControlPlane | undefined;
 let child: ChildProcess | undefined;
 
 afterEach(async () => {
   if (child !== undefined && child.exitCode === null) child.kill('SIGKILL');
   child = undefined;
-  await server?.stop();
+  await cp?.stop();
   pins?.cleanup();
   dir?.cleanup();
-  server = undefined;
+  cp = undefined;
   pins = undefined;
   dir = undefined;
 });
@@ -109,13 +112,13 @@ test('Kubernetes mode reports a wrong file with line and field, bad strategies, 
   assert.match(none.stderr, /no kubeconfig: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod/);
 });
 
-test('the agent runs in Kubernetes mode through the CLI: programs its BalancerNode, reports, stops on SIGTERM', rootOnly, async () => {
-  server = await startApiServer({ port: 0 });
-  const kc = server.kubeConfig();
-  const extensions = kc.makeApiClient(ApiextensionsV1Api);
-  await extensions.createCustomResourceDefinition({ body: loadYaml<V1CustomResourceDefinition>(readFileSync(join(REPO, 'crds/balancernodes.fulcrum.dev.yaml'), 'utf8')) });
+test('the agent runs in Kubernetes mode through the CLI: programs its BalancerNode, reports, stops on SIGTERM', { ...rootOnly, timeout: 240_000 }, async () => {
+  cp = await ControlPlane.start({ controllerManager: false });
+  const { agentKubeconfig, agentUser } = await installFulcrum(cp);
+  // The BalancerNode as the operator writes it (here by the cluster admin).
+  const kc = new KubeConfig();
+  kc.loadFromString(cp.adminKubeconfig());
   const custom = kc.makeApiClient(CustomObjectsApi);
-  await eventually(() => custom.listClusterCustomObject({ ...API }), 5000, 'the CRD served');
   await custom.createClusterCustomObject({ ...API, body: {
     apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode', metadata: { name: 'node-b' },
     spec: { decap: [{ pod: 'shop/web-1', podUID: 'not-on-this-node', addresses: ['10.1.0.1'], vips: ['192.0.2.10'] }] },
@@ -124,7 +127,7 @@ test('the agent runs in Kubernetes mode through the CLI: programs its BalancerNo
   // Backend role only: nothing is attached, so the host namespace is not touched.
   const file = writeConfig({ pinRoot: pins.root, bpfObjectDir: OBJECT_DIR, metrics: { host: '127.0.0.1', port: 0 } });
   const emptyDir = join(dir!.dir, 'netns');
-  child = spawn(process.execPath, [CLI, 'agent', '--kubernetes', '--kubeconfig', server.kubeconfigPath, '--config', file, '--pod-netns', `dir=${emptyDir}`],
+  child = spawn(process.execPath, [CLI, 'agent', '--kubernetes', '--kubeconfig', agentKubeconfig, '--config', file, '--pod-netns', `dir=${emptyDir}`],
     { env: cleanEnv({ NODE_NAME: 'node-b' }), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -135,16 +138,25 @@ test('the agent runs in Kubernetes mode through the CLI: programs its BalancerNo
     const obj = await custom.getClusterCustomObject({ ...API, name: 'node-b' }) as { status?: BalancerNodeStatus };
     assert.equal(obj.status?.observedGeneration, 1, `no status yet\n${stdout}\n${stderr}`);
     return obj.status!;
-  }, 20_000, 'status from the CLI agent');
+  }, 90_000, 'status from the CLI agent');
   assert.equal(status.attachMode, 'none');
   assert.deepEqual(status.vips, []);
   assert.deepEqual(status.decap?.map((d) => [d.pod, d.outcome]), [['shop/web-1', 'pending']]);
   assert.deepEqual(status.conditions?.map((c) => [c.type, c.status, c.reason]), [['Ready', 'True', 'AgentReady'], ['Programmed', 'True', 'Programmed']]);
 
-  const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the agent did not exit within 30 s of SIGTERM\n${stderr}`)), 30_000);
+    child!.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.ok(lines.some((l) => l.component === 'kubernetes' && l.node === 'node-b' && l.msg === 'watching this node\'s BalancerNode'));
   assert.ok(lines.some((l) => l.msg === 'stopping; the data plane keeps running'));
+  // It did so as the agents' ServiceAccount: the API server's audit log names it.
+  assert.ok(cp.audit.count({ verb: 'update', resource: 'balancernodes', subresource: 'status', name: 'node-b', user: agentUser, code: 200 }) >= 1);
+  assert.equal(cp.audit.count({ user: agentUser, code: 403 }), 0, 'nothing it tried was refused');
 });

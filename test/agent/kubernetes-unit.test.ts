@@ -3,14 +3,15 @@
 // lines, a fake /proc and a fake netns directory whose entries point at a real
 // namespace file), the strategy flag, and how reconcile results become status
 // (observedGeneration rules, decap outcomes, lastTransitionTime kept while a
-// condition's status holds, clipping to the CRD's bounds).
+// condition's status holds, clipping to the CRD's bounds), and what a status write sends
+// and what the agent keeps of an object (no spec, no managedFields).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BalancerNodeStatus } from '../../src/shared/api/balancer-node.ts';
 import {
-  backoffDelay, canonicalJson, clip, programmingFacts, sameStatus, startFailureReason, statusFromFacts,
+  asBalancerNode, backoffDelay, canonicalJson, clip, programmingFacts, sameStatus, startFailureReason, statusFromFacts, statusWriteBody,
   type ProgrammingFacts, type StatusFacts,
 } from '../../src/agent/kubernetes.ts';
 import {
@@ -218,4 +219,27 @@ test('start failures map to BpffsUnavailable, AttachFailed or LoadFailed; backof
   assert.equal(backoffDelay(3, b, () => 1), 800);
   assert.equal(backoffDelay(50, b, () => 1), 1000);
   assert.equal(backoffDelay(50, b, () => 0), 500);
+});
+
+test('objects are kept without managedFields; a status write carries the status and the preconditions only', () => {
+  const managedFields = [{ manager: 'fulcrum-operator', operation: 'Apply', fieldsV1: { 'f:spec': {} } }];
+  const raw = {
+    apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode',
+    metadata: { name: 'node-a', uid: UID, generation: 3, resourceVersion: '812', labels: { rack: 'r1' }, managedFields },
+    spec: { vips: [] }, status: { agentVersion: '0.1.0' },
+  };
+  const kept = asBalancerNode(raw);
+  assert.ok(kept !== undefined);
+  assert.equal('managedFields' in kept.metadata, false);
+  assert.deepEqual(kept, { ...raw, metadata: { name: 'node-a', uid: UID, generation: 3, resourceVersion: '812', labels: { rack: 'r1' } } });
+  assert.equal(raw.metadata.managedFields, managedFields, 'what the caller passed is left as it was');
+  assert.equal(asBalancerNode({ kind: 'Status' }), undefined);
+  assert.equal(asBalancerNode(null), undefined);
+
+  const status: BalancerNodeStatus = { observedGeneration: 3, agentVersion: '0.1.0', errors: [] };
+  assert.deepEqual(statusWriteBody(kept, status), {
+    apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode',
+    metadata: { name: 'node-a', uid: UID, resourceVersion: '812' },
+    status,
+  });
 });

@@ -1,5 +1,8 @@
-// Kubernetes mode end to end: the in-process API server with the project's BalancerNode
-// CRD, and the agent (runKubernetesAgent, in this process) on real BPF.
+// Kubernetes mode end to end: a real control plane (etcd + kube-apiserver, built from
+// their Go modules; src/lab/control-plane.ts) with Fulcrum installed as a user installs it
+// (CRDs, deploy/rbac), and the agent (runKubernetesAgent, in this process) on real BPF,
+// authenticated as the agents' ServiceAccount so RBAC is enforced on it as on a cluster.
+// The BalancerNode is written by the cluster admin, standing in for the operator.
 //
 // Where things run, and why: the agent needs two things that live in different network
 // namespaces — the API server, which listens on 127.0.0.1 of this (the host's) namespace,
@@ -16,30 +19,72 @@
 // Covered: spec → maps (read back, and a packet through BPF_PROG_TEST_RUN) and status
 // (observedGeneration, Programmed, ring digests, attach mode, decap outcomes); a spec
 // change; an invalid spec (InvalidSpec, maps untouched); a pending duty that resolves
-// later; a cut watch and a 410; a 409 on the status write; status written only on
-// change (and restored after a foreign edit); no BalancerNode; a failed start reported.
-import { afterEach, before, test } from 'node:test';
+// later; kube-apiserver restarted (every watch cut) and a 410 after etcd compaction; a
+// real 409 from another writer; status written only on change (and restored after a
+// foreign edit), status alone (the audit log's request bodies: no spec, no
+// managedFields); no managedFields kept; no BalancerNode; a failed start reported; what
+// the agent's identity may and may not do.
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
-import { ApiextensionsV1Api, CustomObjectsApi, loadYaml, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { startApiServer, type ApiServer } from '../../src/apiserver/index.ts';
+import { stringify } from 'yaml';
+import { ApiException, ApiextensionsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { inNetns } from '../../src/agent/bpf/attach.ts';
 import { TestRunner, XDP_TX } from '../../src/agent/bpf/test-run.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import { runKubernetesAgent, type KubernetesAgent, type KubernetesAgentOptions, type SyncReport } from '../../src/agent/kubernetes.ts';
+import { FIELD_MANAGER, runKubernetesAgent, type KubernetesAgent, type KubernetesAgentOptions, type SyncReport } from '../../src/agent/kubernetes.ts';
+import { ControlPlane } from '../../src/lab/control-plane.ts';
+import { installFulcrum, type FulcrumIdentities } from '../../src/lab/install.ts';
 import type { BalancerNodeSpecInput, BalancerNodeStatus } from '../../src/shared/api/balancer-node.ts';
 import { isFulcrumError } from '../../src/shared/errors.ts';
-import { B4, NEXTHOP_MAC, OBJECT_DIR, REPO, RING_SIZE, TestNetns, buildBpf, eventually, memoryLogger, pinRoot, rootOnly, tcp4, uniqueName } from './support.ts';
+import { B4, NEXTHOP_MAC, OBJECT_DIR, RING_SIZE, TestNetns, buildBpf, eventually, memoryLogger, pinRoot, rootOnly, tcp4, tempDir, uniqueName } from './support.ts';
 
 const NODE = 'node-a';
 const API = { group: 'fulcrum.dev', version: 'v1alpha1', plural: 'balancernodes' } as const;
+const NODE_PATH = `/apis/fulcrum.dev/v1alpha1/balancernodes/${NODE}`;
 const WEB = { name: 'shop/web', address: '10.10.0.1', port: 80, protocol: 'TCP' as const };
 const runner = new TestRunner();
+/** The real API server is shared by four people on two cores: waits are long, never timed assertions. */
+const WAIT_MS = 60_000;
+const TEST = { ...rootOnly, timeout: 240_000 };
+
+let cp: ControlPlane | undefined;
+let ids: FulcrumIdentities;
+let auditDir: ReturnType<typeof tempDir> | undefined;
+/** The cluster admin (standing in for the operator, which writes BalancerNode specs). */
+let admin: CustomObjectsApi;
+let adminKc: KubeConfig;
+
+before(async () => {
+  buildBpf();
+  // The audit log keeps the request bodies of BalancerNode status writes (the rest as
+  // metadata): what the agent sends, as the API server received it.
+  auditDir = tempDir('fulcrum-k8s-audit-');
+  const policy = join(auditDir.dir, 'audit-policy.yaml');
+  writeFileSync(policy, stringify({
+    apiVersion: 'audit.k8s.io/v1', kind: 'Policy', omitStages: ['RequestReceived', 'ResponseStarted'],
+    rules: [
+      { level: 'Request', verbs: ['update', 'patch'], resources: [{ group: 'fulcrum.dev', resources: ['balancernodes/status'] }] },
+      { level: 'Metadata' },
+    ],
+  }));
+  cp = await ControlPlane.start({ controllerManager: false, apiserverFlags: [`--audit-policy-file=${policy}`] });
+  ids = await installFulcrum(cp);
+  adminKc = new KubeConfig();
+  adminKc.loadFromString(cp.adminKubeconfig());
+  admin = adminKc.makeApiClient(CustomObjectsApi);
+}, { timeout: 180_000 });
+
+after(async () => {
+  await cp?.stop();
+  auditDir?.cleanup();
+}, { timeout: 60_000 });
 
 type Env = {
-  server: ApiServer;
+  /** The agents' ServiceAccount (RBAC of deploy/rbac/agent.yaml). */
   kc: KubeConfig;
   custom: CustomObjectsApi;
   ns: TestNetns;
@@ -53,11 +98,18 @@ const pods: TestNetns[] = [];
 /** Namespaces made under a chosen name (a pod UID), deleted like the others. */
 const named: string[] = [];
 
-before(() => buildBpf());
 afterEach(async () => {
   await agent?.stop();
   agent = undefined;
-  await env?.server.stop();
+  // Each test starts without a BalancerNode.
+  if (cp !== undefined) {
+    await admin.deleteClusterCustomObject({ ...API, name: NODE }).catch((err: unknown) => {
+      if (!(err instanceof ApiException && err.code === 404)) throw err;
+    });
+    await eventually(async () => {
+      await assert.rejects(admin.getClusterCustomObject({ ...API, name: NODE }), (err: unknown) => err instanceof ApiException && err.code === 404);
+    }, WAIT_MS, 'the BalancerNode deleted');
+  }
   env?.pins.cleanup();
   env?.ns.delete();
   for (const pod of pods.splice(0)) pod.delete();
@@ -69,33 +121,23 @@ afterEach(async () => {
     }
   }
   env = undefined;
-});
+}, { timeout: 120_000 });
 
 function namedNetns(name: string): void {
   execFileSync('ip', ['netns', 'add', name]);
   named.push(name);
 }
 
-/**
- * A server with the BalancerNode CRD. `permissiveSpec`: a CRD whose spec schema accepts
- * anything — an older or hand-edited CRD — so that the agent's own validation is what
- * stands between a wrong spec and the data plane.
- */
-async function setup(options: { permissiveSpec?: boolean } = {}): Promise<Env> {
-  const server = await startApiServer({ port: 0 });
-  const kc = server.kubeConfig();
-  const crd = loadYaml<V1CustomResourceDefinition>(readFileSync(join(REPO, 'crds/balancernodes.fulcrum.dev.yaml'), 'utf8'));
-  const schema = crd.spec.versions[0]!.schema!.openAPIV3Schema!;
-  if (options.permissiveSpec === true) schema.properties!['spec'] = { type: 'object', x_kubernetes_preserve_unknown_fields: true };
-  const extensions = kc.makeApiClient(ApiextensionsV1Api);
-  await extensions.createCustomResourceDefinition({ body: crd });
-  await eventually(async () => {
-    const c = await extensions.readCustomResourceDefinition({ name: 'balancernodes.fulcrum.dev' });
-    assert.ok(c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True'));
-  }, 5000, 'the CRD established');
+function agentKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(ids.agentKubeconfig);
+  return kc;
+}
+
+function setup(): Env {
   const ns = new TestNetns();
   ns.vethPair('fx0', 'fx1');
-  env = { server, kc, custom: kc.makeApiClient(CustomObjectsApi), ns, pins: pinRoot(), logs: [] };
+  env = { kc: agentKubeConfig(), custom: admin, ns, pins: pinRoot(), logs: [] };
   return env;
 }
 
@@ -163,7 +205,7 @@ async function setSpec(e: Env, spec: BalancerNodeSpecInput): Promise<number> {
 }
 
 /** The status once `check` accepts it. */
-async function statusWhen(e: Env, check: (s: BalancerNodeStatus) => void, what: string, timeoutMs = 10_000): Promise<BalancerNodeStatus> {
+async function statusWhen(e: Env, check: (s: BalancerNodeStatus) => void, what: string, timeoutMs = WAIT_MS): Promise<BalancerNodeStatus> {
   return eventually(async () => {
     const status = (await readNode(e)).status;
     assert.ok(status !== undefined, 'no status yet');
@@ -174,6 +216,111 @@ async function statusWhen(e: Env, check: (s: BalancerNodeStatus) => void, what: 
     }
     return status;
   }, timeoutMs, what);
+}
+
+/** Where the audit log ends now: statusWrites(from) reads what follows. */
+function auditEnd(): number {
+  return readFileSync(cp!.audit.path).length;
+}
+
+type StatusWrite = { verb: string; user: string; code: number | undefined; body: Record<string, unknown> };
+
+/** Status writes on BalancerNode/<NODE> logged since `from`, with the request bodies the API server received. */
+function statusWrites(from: number): StatusWrite[] {
+  const text = readFileSync(cp!.audit.path).subarray(from).toString('utf8');
+  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as {
+    verb: string; stage: string; user: { username: string }; responseStatus?: { code?: number };
+    objectRef?: { resource?: string; subresource?: string; name?: string }; requestObject?: Record<string, unknown>;
+  }).filter((e) => e.stage === 'ResponseComplete' && e.objectRef?.resource === 'balancernodes' && e.objectRef.subresource === 'status' && e.objectRef.name === NODE)
+    .map((e) => ({ verb: e.verb, user: e.user.username, code: e.responseStatus?.code, body: e.requestObject ?? {} }));
+}
+
+/** A status write as the agent must send it: its status and the preconditions, nothing else. */
+function assertStatusOnly(write: StatusWrite): void {
+  assert.equal(write.user, ids.agentUser);
+  assert.equal(write.verb, 'update');
+  assert.deepEqual(Object.keys(write.body).sort(), ['apiVersion', 'kind', 'metadata', 'status'], 'no spec');
+  assert.deepEqual(Object.keys(write.body.metadata as object).sort(), ['name', 'resourceVersion', 'uid'], 'no managedFields, labels or annotations');
+}
+
+/**
+ * The agents' kubeconfig, holding back the agent's next status write (PUT …/status) until
+ * released: the real API server then answers it after whatever another writer did meanwhile.
+ */
+class HeldStatusWrite extends KubeConfig {
+  #armed: { held: () => void; release: Promise<void> } | undefined;
+
+  /** Resolves once the next status write is held; calling `release` sends it. */
+  holdNext(): { held: Promise<void>; release: () => void } {
+    let held!: () => void;
+    let release!: () => void;
+    const heldPromise = new Promise<void>((resolve) => (held = resolve));
+    this.#armed = { held, release: new Promise<void>((resolve) => (release = resolve)) };
+    return { held: heldPromise, release };
+  }
+
+  override async applySecurityAuthentication(context: Parameters<KubeConfig['applySecurityAuthentication']>[0]): Promise<void> {
+    const armed = this.#armed;
+    if (armed !== undefined && context.getHttpMethod() === 'PUT' && new URL(context.getUrl()).pathname.endsWith('/status')) {
+      this.#armed = undefined;
+      armed.held();
+      await armed.release;
+    }
+    await super.applySecurityAuthentication(context);
+  }
+}
+
+/** One request as the agents' ServiceAccount (its token), answered by the real API server. */
+function asAgent(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: string }> {
+  const token = agentKubeConfig().getCurrentUser()?.token;
+  assert.ok(token !== undefined, 'the agent kubeconfig has a token');
+  return new Promise((resolve, reject) => {
+    const req = https.request(`${cp!.url}${path}`, {
+      method, ca: cp!.caPem, timeout: 30_000,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/**
+ * Runs `body` with a BalancerNode CRD whose spec schema accepts anything — an older or
+ * hand-edited CRD — so that the agent's own validation is what stands between a wrong
+ * spec and the data plane; the project's CRD is put back after.
+ */
+async function withPermissiveSpec(body: () => Promise<void>): Promise<void> {
+  const extensions = adminKc.makeApiClient(ApiextensionsV1Api);
+  const name = 'balancernodes.fulcrum.dev';
+  const original = await extensions.readCustomResourceDefinition({ name });
+  const schema = structuredClone(original.spec.versions[0]!.schema!);
+  const setSchema = async (s: typeof schema): Promise<void> => {
+    const current = await extensions.readCustomResourceDefinition({ name });
+    current.spec.versions[0]!.schema = s;
+    await extensions.replaceCustomResourceDefinition({ name, body: current });
+  };
+  const permissive = structuredClone(schema);
+  permissive.openAPIV3Schema!.properties!['spec'] = { type: 'object', x_kubernetes_preserve_unknown_fields: true };
+  await setSchema(permissive);
+  try {
+    await body();
+  } finally {
+    await setSchema(schema);
+    // The API server serves the restored schema once it refuses what only the permissive one took.
+    await eventually(async () => {
+      await assert.rejects(admin.createClusterCustomObject({
+        ...API, dryRun: 'All',
+        body: { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode', metadata: { name: 'schema-probe' }, spec: { vips: [{ name: 'a/b', address: '10.0.0.300', port: 80, protocol: 'SCTP', backends: [] }] } },
+      }), (err: unknown) => err instanceof ApiException && err.code === 422);
+    }, WAIT_MS, 'the project\'s CRD schema served again');
+  }
 }
 
 const condition = (s: BalancerNodeStatus, type: string) => s.conditions?.find((c) => c.type === type);
@@ -187,7 +334,7 @@ async function programmedAt(e: Env, generation: number): Promise<BalancerNodeSta
 }
 
 /** `promise`, or a failure naming `what` after `ms` (a test must not hang on an event that never comes). */
-function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
+function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
@@ -212,7 +359,7 @@ const resync = (a: KubernetesAgent): Promise<SyncReport> => within(a.resync(), '
 
 /** Waits until the agent is idle: a resync that programs nothing new and writes nothing. */
 async function settled(a: KubernetesAgent): Promise<void> {
-  await eventually(async () => assert.equal((await resync(a)).status.outcome, 'unchanged'), 5000, 'status settled');
+  await eventually(async () => assert.equal((await resync(a)).status.outcome, 'unchanged'), WAIT_MS, 'status settled');
 }
 
 function snapshot(a: KubernetesAgent): unknown {
@@ -226,8 +373,8 @@ function forwardedTo(a: KubernetesAgent, sport: number): string {
   return Array.from(out.dataOut.subarray(30, 34)).join('.');
 }
 
-test('a BalancerNode is programmed and its status written: generation, ring digests, attach mode, decap outcomes', rootOnly, async () => {
-  const e = await setup();
+test('a BalancerNode is programmed and its status written: generation, ring digests, attach mode, decap outcomes', TEST, async () => {
+  const e = setup();
   const pod = backendPod();
   await createNode(e, {
     vips: [{ ...WEB, backends: backends(B4) }],
@@ -277,8 +424,8 @@ test('a BalancerNode is programmed and its status written: generation, ring dige
   assert.match(pod.ip('-o', 'address', 'show', 'dev', 'lo'), /inet 10\.10\.0\.1\/32/);
 });
 
-test('a spec change is reprogrammed and reported; an invalid spec changes nothing and says InvalidSpec', rootOnly, async () => {
-  const e = await setup();
+test('a spec change is reprogrammed and reported; an invalid spec changes nothing and says InvalidSpec', TEST, async () => {
+  const e = setup();
   await createNode(e, { vips: [{ ...WEB, backends: backends(B4) }] });
   const a = await startAgent(e);
   const first = await programmedAt(e, 1);
@@ -318,24 +465,28 @@ test('a spec change is reprogrammed and reported; an invalid spec changes nothin
   assert.equal(back.vips?.[0]?.ringDigest, first.vips?.[0]?.ringDigest, 'the same backends give the same ring as at first');
 });
 
-test('a spec only a permissive CRD lets through is InvalidSpec, one line per field, and changes nothing', rootOnly, async () => {
-  const e = await setup({ permissiveSpec: true });
+test('a spec only a permissive CRD lets through is InvalidSpec, one line per field, and changes nothing', TEST, async () => {
+  const e = setup();
   await createNode(e, { vips: [{ ...WEB, backends: backends(B4) }] });
   const a = await startAgent(e);
   await programmedAt(e, 1);
   const before = snapshot(a);
-  await setSpec(e, { vips: [{ name: 'shop/web', address: '10.10.0.300', port: 80, protocol: 'SCTP', backends: [] }] } as unknown as BalancerNodeSpecInput);
-  const rejected = await statusWhen(e, (s) => assert.equal(condition(s, 'Programmed')?.reason, 'InvalidSpec'), 'InvalidSpec');
-  assert.deepEqual(rejected.errors, [
-    'InvalidSpec: spec.vips[0].address: must be an IPv4 or IPv6 address',
-    'InvalidSpec: spec.vips[0].protocol: Invalid option: expected one of "TCP"|"UDP"',
-  ]);
-  assert.equal(rejected.observedGeneration, 1);
-  assert.deepEqual(snapshot(a), before);
+  await withPermissiveSpec(async () => {
+    // The API server takes a while to serve the new schema: until then it refuses the spec.
+    await eventually(() => setSpec(e, { vips: [{ name: 'shop/web', address: '10.10.0.300', port: 80, protocol: 'SCTP', backends: [] }] } as unknown as BalancerNodeSpecInput),
+      WAIT_MS, 'the permissive CRD served');
+    const rejected = await statusWhen(e, (s) => assert.equal(condition(s, 'Programmed')?.reason, 'InvalidSpec'), 'InvalidSpec');
+    assert.deepEqual(rejected.errors, [
+      'InvalidSpec: spec.vips[0].address: must be an IPv4 or IPv6 address',
+      'InvalidSpec: spec.vips[0].protocol: Invalid option: expected one of "TCP"|"UDP"',
+    ]);
+    assert.equal(rejected.observedGeneration, 1);
+    assert.deepEqual(snapshot(a), before);
+  });
 });
 
-test('a pending decap duty is programmed once the pod\'s namespace appears, without a spec change', rootOnly, async () => {
-  const e = await setup();
+test('a pending decap duty is programmed once the pod\'s namespace appears, without a spec change', TEST, async () => {
+  const e = setup();
   // The pod's UID is known before its namespace exists: a pod that is starting.
   const uid = uniqueName('fulcrum-test');
   await createNode(e, { decap: [{ pod: 'shop/web-1', podUID: uid, addresses: ['10.1.0.1'], vips: [WEB.address] }] });
@@ -357,73 +508,103 @@ test('a pending decap duty is programmed once the pod\'s namespace appears, with
   assert.equal(after - before, 1, 'the re-checks looked for the namespace without reprogramming; finding it programmed once');
 });
 
-test('a cut watch and an expired resourceVersion (410): the agent recovers and applies the next change', rootOnly, async () => {
-  const e = await setup();
+test('kube-apiserver restarted (every watch cut) and an expired resourceVersion (410): the agent recovers and applies the next change', TEST, async () => {
+  const e = setup();
   await createNode(e, { vips: [{ ...WEB, backends: backends(B4) }] });
   const a = await startAgent(e);
   await programmedAt(e, 1);
   await settled(a);
 
-  assert.ok(e.server.faults.breakWatches() >= 1, 'the agent had a watch open');
-  await eventually(() => assert.ok(a.stats.restartsAfterError >= 1), 5000, 'the restart counted');
+  // A restart ends every watch: the agent backs off, reconnects from the resourceVersion it
+  // saw, and misses nothing.
+  const restarts = a.stats.restartsAfterError;
+  await cp!.restart('kube-apiserver');
+  await eventually(() => assert.ok(a.stats.restartsAfterError > restarts), WAIT_MS, 'the watch restart counted');
   await setSpec(e, { vips: [{ ...WEB, backends: backends(B4.slice(0, 2)) }] });
   await programmedAt(e, 2);
   assert.deepEqual([...a.agent.balancer!.readBackends().values()].sort(), B4.slice(0, 2));
+  await settled(a);
 
-  // The next watch answers 410 in its stream: the agent lists again, and a change made
-  // while it was away is picked up by that list.
+  // History the agent has not seen (another object's write), compacted away, and a
+  // restart that empties the watch cache: the agent's resourceVersion is gone, the watch
+  // answers 410, and the agent lists again.
   const lists = a.stats.lists;
-  e.server.faults.expireNext({ resource: 'balancernodes', verb: 'watch' });
-  e.server.faults.breakWatches();
+  const expired = a.stats.relistsAfterExpired;
+  await cp!.kubectl(['create', 'configmap', uniqueName('fulcrum-rv', 40), '-n', 'default']);
+  await cp!.compactEtcd();
+  await cp!.restart('kube-apiserver');
   await setSpec(e, { vips: [{ ...WEB, backends: backends(B4.slice(1)) }] });
   await programmedAt(e, 3);
   await eventually(() => {
-    assert.ok(a.stats.relistsAfterExpired >= 1, 'relisted after 410');
+    assert.ok(a.stats.relistsAfterExpired > expired, 'relisted after 410');
     assert.ok(a.stats.lists > lists);
-  }, 5000, 'relist counted');
+  }, WAIT_MS, 'the relist after 410 counted');
+  assert.ok(e.logs.some((l) => l.msg === 'the watch\'s resourceVersion expired (410); listing again'));
   await setSpec(e, { vips: [{ ...WEB, backends: backends(B4) }] });
   await programmedAt(e, 4);
   assert.deepEqual([...a.agent.balancer!.readBackends().values()].sort(), B4);
 });
 
-test('a status write that meets 409 is re-read and retried', rootOnly, async () => {
-  const e = await setup();
+test('a status write that meets another writer\'s change gets a real 409, is re-read and retried', TEST, async () => {
+  const e = setup();
+  const kc = new HeldStatusWrite();
+  kc.loadFromFile(ids.agentKubeconfig);
+  e.kc = kc;
   await createNode(e, { vips: [{ ...WEB, backends: backends(B4) }] });
   const a = await startAgent(e);
   await programmedAt(e, 1);
   await settled(a);
 
-  e.server.faults.resetCounts();
-  e.server.faults.conflictOnNextUpdate({ resource: 'balancernodes', group: 'fulcrum.dev', name: NODE, subresource: 'status' });
+  const from = auditEnd();
+  cp!.audit.mark();
+  const hold = kc.holdNext();
   const report = nextSync(a, (r) => r.status.outcome === 'written');
   await setSpec(e, { vips: [{ ...WEB, backends: backends(B4.slice(0, 1)) }] });
+  await within(hold.held, 'the agent\'s status write for generation 2');
+  // Meanwhile another writer changes the object (a label, as a user might add one).
+  const current = await readNode(e) as NodeObject & { metadata: { labels?: Record<string, string> } };
+  await admin.replaceClusterCustomObject({ ...API, name: NODE, body: { ...current, metadata: { ...current.metadata, labels: { rack: 'r1' } } } });
+  hold.release();
+
   const written = await report;
   assert.deepEqual(written.status, { outcome: 'written', attempts: 2 });
-  await programmedAt(e, 2);
+  const status = await programmedAt(e, 2);
+  assert.equal(status.vips?.[0]?.backends, 1);
   assert.equal(a.stats.statusConflicts, 1);
-  assert.equal(e.server.faults.count({ verb: 'update', resource: 'balancernodes', subresource: 'status' }), 2, 'one refused, one written');
-  assert.ok(e.server.faults.count({ verb: 'get', resource: 'balancernodes', name: NODE }) >= 1, 're-read after the conflict');
+  assert.equal((await readNode(e) as { metadata: { labels?: Record<string, string> } }).metadata.labels?.['rack'], 'r1', 'the other writer\'s change stands');
+  const writes = statusWrites(from).filter((w) => w.user === ids.agentUser);
+  assert.deepEqual(writes.map((w) => w.code), [409, 200], 'one refused by the API server, one written');
+  for (const w of writes) assertStatusOnly(w);
+  assert.ok(cp!.audit.count({ verb: 'get', resource: 'balancernodes', name: NODE, user: ids.agentUser }) >= 1, 're-read after the conflict');
 });
 
-test('status is written only when it changes, and a foreign edit of it is put right', rootOnly, async () => {
-  const e = await setup();
+test('status is written only when it changes, alone, and a foreign edit of it is put right', TEST, async () => {
+  const e = setup();
   await createNode(e, { vips: [{ ...WEB, backends: backends(B4) }] });
+  const from = auditEnd();
   const a = await startAgent(e);
   const good = await programmedAt(e, 1);
   await settled(a);
+  // What the agent sent: its status alone, under its own field manager.
+  const first = statusWrites(from);
+  assert.ok(first.length >= 1);
+  for (const w of first) assertStatusOnly(w);
+  const stored = await readNode(e) as NodeObject & { metadata: { managedFields?: { manager: string; subresource?: string; fieldsV1: Record<string, unknown> }[] } };
+  const mine = stored.metadata.managedFields?.filter((m) => m.manager === FIELD_MANAGER) ?? [];
+  assert.deepEqual(mine.map((m) => [m.subresource, Object.keys(m.fieldsV1)]), [['status', ['f:status']]]);
 
-  e.server.faults.resetCounts();
+  cp!.audit.mark();
   for (let i = 0; i < 3; i++) {
     const report = await resync(a);
     assert.equal(report.programming?.outcome, 'programmed');
     assert.deepEqual(report.status, { outcome: 'unchanged' });
   }
-  assert.equal(e.server.faults.count({ verb: ['update', 'patch'], resource: 'balancernodes' }), 0, 'resyncs that change nothing write nothing');
+  assert.equal(cp!.audit.count({ verb: ['create', 'update', 'patch', 'delete'], resource: 'balancernodes', user: ids.agentUser }), 0, 'resyncs that change nothing write nothing');
 
   // Someone overwrites status: the agent restores its own, once, without reprogramming.
   const repair = nextSync(a, (r) => r.status.outcome === 'written');
   const current = await readNode(e);
-  await e.custom.replaceClusterCustomObjectStatus({ ...API, name: NODE, body: { ...current, status: { ...good, vipCount: 99, errors: ['edited by hand'] } } });
+  await admin.replaceClusterCustomObjectStatus({ ...API, name: NODE, body: { ...current, status: { ...good, vipCount: 99, errors: ['edited by hand'] } } });
   const repaired = await repair;
   assert.deepEqual(repaired.triggers, ['status']);
   assert.equal(repaired.programming, undefined, 'a status event compares; it does not reprogram');
@@ -432,12 +613,18 @@ test('status is written only when it changes, and a foreign edit of it is put ri
     assert.deepEqual(s.errors, []);
   }, 'status restored');
   await settled(a);
-  assert.equal(e.server.faults.count({ verb: 'update', resource: 'balancernodes', subresource: 'status' }), 2, 'the edit and the one repair');
+  assert.equal(cp!.audit.count({ verb: 'update', resource: 'balancernodes', subresource: 'status' }), 2, 'the edit and the one repair');
+  assert.equal(cp!.audit.count({ verb: 'update', resource: 'balancernodes', subresource: 'status', user: ids.agentUser }), 1, 'one repair');
   assert.deepEqual(condition((await readNode(e)).status!, 'Programmed')?.lastTransitionTime, condition(good, 'Programmed')?.lastTransitionTime);
+
+  // The server sends managedFields with every object; the agent keeps none of them.
+  assert.ok((stored.metadata.managedFields?.length ?? 0) > 0, 'the API server sends managedFields');
+  assert.ok(a.balancerNode !== undefined);
+  assert.equal('managedFields' in a.balancerNode.metadata, false);
 });
 
-test('without a BalancerNode the agent keeps the data plane and reports nothing; it programs the object once it exists', rootOnly, async () => {
-  const e = await setup();
+test('without a BalancerNode the agent keeps the data plane and reports nothing; it programs the object once it exists', TEST, async () => {
+  const e = setup();
   const a = await startAgent(e);
   const absent = await resync(a);
   assert.deepEqual(absent.programming, { outcome: 'absent' });
@@ -451,15 +638,16 @@ test('without a BalancerNode the agent keeps the data plane and reports nothing;
 
   // Deleted: nothing is unprogrammed (the node keeps forwarding what it was given).
   await e.custom.deleteClusterCustomObject({ ...API, name: NODE });
-  await eventually(() => assert.equal(a.balancerNode, undefined), 5000, 'the deletion seen');
+  await eventually(() => assert.equal(a.balancerNode, undefined), WAIT_MS, 'the deletion seen');
   const after = await resync(a);
   assert.deepEqual(after.programming, { outcome: 'absent' });
   assert.deepEqual(snapshot(a), programmed);
 });
 
-test('a data plane that cannot start is reported on the BalancerNode (Ready=False, AttachFailed)', rootOnly, async () => {
-  const e = await setup();
+test('a data plane that cannot start is reported on the BalancerNode (Ready=False, AttachFailed)', TEST, async () => {
+  const e = setup();
   await createNode(e, { vips: [] });
+  const from = auditEnd();
   await assert.rejects(
     runKubernetesAgent({
       kubeConfig: e.kc, nodeName: NODE, agentConfig: agentConfig(e.pins.root, 'nosuch0'), agentOptions: { netns: e.ns.path, http: false },
@@ -471,10 +659,58 @@ test('a data plane that cannot start is reported on the BalancerNode (Ready=Fals
   assert.equal(condition(status, 'Ready')?.status, 'False');
   assert.equal(condition(status, 'Ready')?.reason, 'AttachFailed');
   assert.match(status.errors?.[0] ?? '', /^AttachFailed: interface nosuch0/);
+  const writes = statusWrites(from);
+  assert.deepEqual(writes.map((w) => w.code), [200]);
+  assertStatusOnly(writes[0]!);
 
   // A configuration naming another node is refused before anything starts.
   await assert.rejects(
     runKubernetesAgent({ kubeConfig: e.kc, nodeName: NODE, agentConfig: { ...agentConfig(e.pins.root), nodeName: 'node-b' } }),
     (err: unknown) => isFulcrumError(err, 'ERR_CONFIG') && /names node "node-b"/.test(err.message),
   );
+});
+
+test('the agents\' identity may read BalancerNodes and write their status, and nothing else', { timeout: 120_000 }, async () => {
+  await admin.createClusterCustomObject({ ...API, body: { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode', metadata: { name: NODE }, spec: { vips: [] } } });
+  const node = await admin.getClusterCustomObject({ ...API, name: NODE }) as { metadata: { uid: string; resourceVersion: string }; spec: unknown };
+  const denied = async (what: string, method: string, path: string, body?: unknown, contentType?: string): Promise<void> => {
+    const res = await asAgent(method, path, body, contentType);
+    assert.equal(res.status, 403, `${what}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
+    assert.ok((JSON.parse(res.body) as { message: string }).message.includes(`User "${ids.agentUser}" cannot`), `${what}: ${res.body}`);
+  };
+  const allowed = async (what: string, method: string, path: string, body?: unknown): Promise<void> => {
+    const res = await asAgent(method, path, body);
+    assert.equal(res.status, 200, `${what}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
+  };
+
+  // What Kubernetes mode does: get, list and watch its BalancerNode; PUT its status.
+  await allowed('get', 'GET', NODE_PATH);
+  await allowed('list', 'GET', `/apis/fulcrum.dev/v1alpha1/balancernodes?fieldSelector=metadata.name%3D${NODE}`);
+  await allowed('watch', 'GET', `/apis/fulcrum.dev/v1alpha1/balancernodes?watch=true&fieldSelector=metadata.name%3D${NODE}&timeoutSeconds=1`);
+  await allowed('update status', 'PUT', `${NODE_PATH}/status`, {
+    apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode', metadata: { name: NODE, uid: node.metadata.uid, resourceVersion: node.metadata.resourceVersion }, status: { agentVersion: '0.0.0' },
+  });
+
+  // Everything else is refused: the spec is the operator's.
+  const bnode = { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'BalancerNode', metadata: { name: 'node-z' }, spec: { vips: [] } };
+  await denied('update a spec', 'PUT', NODE_PATH, { ...bnode, metadata: { name: NODE, resourceVersion: node.metadata.resourceVersion } });
+  await denied('patch a spec', 'PATCH', NODE_PATH, { spec: { vips: [] } }, 'application/merge-patch+json');
+  await denied('patch status (only update is granted)', 'PATCH', `${NODE_PATH}/status`, { status: { agentVersion: '0.0.1' } }, 'application/merge-patch+json');
+  await denied('create a BalancerNode', 'POST', '/apis/fulcrum.dev/v1alpha1/balancernodes', bnode);
+  await denied('delete a BalancerNode', 'DELETE', NODE_PATH);
+  await denied('delete all BalancerNodes', 'DELETE', '/apis/fulcrum.dev/v1alpha1/balancernodes');
+  await denied('list Secrets in its namespace', 'GET', '/api/v1/namespaces/fulcrum-system/secrets');
+  await denied('get a Secret', 'GET', '/api/v1/namespaces/kube-system/secrets/anything');
+  await denied('list Secrets cluster-wide', 'GET', '/api/v1/secrets');
+  await denied('list Pods', 'GET', '/api/v1/pods');
+  await denied('create an Event', 'POST', '/api/v1/namespaces/fulcrum-system/events', { apiVersion: 'v1', kind: 'Event', metadata: { name: 'e' } });
+  const vip = { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'LoadBalancerVip', metadata: { name: 'web', namespace: 'default' }, spec: {} };
+  await denied('create a LoadBalancerVip', 'POST', '/apis/fulcrum.dev/v1alpha1/namespaces/default/loadbalancervips', vip);
+  await denied('update a LoadBalancerVip', 'PUT', '/apis/fulcrum.dev/v1alpha1/namespaces/default/loadbalancervips/web', vip);
+  await denied('write a LoadBalancerVip\'s status', 'PUT', '/apis/fulcrum.dev/v1alpha1/namespaces/default/loadbalancervips/web/status', vip);
+  await denied('read LoadBalancerVips', 'GET', '/apis/fulcrum.dev/v1alpha1/loadbalancervips');
+  await denied('write a VipPool', 'POST', '/apis/fulcrum.dev/v1alpha1/vippools', { apiVersion: 'fulcrum.dev/v1alpha1', kind: 'VipPool', metadata: { name: 'p' }, spec: {} });
+  await denied('write RBAC', 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'x' } });
+  const spec = (await admin.getClusterCustomObject({ ...API, name: NODE }) as { spec: unknown }).spec;
+  assert.deepEqual(spec, node.spec, 'the spec is as the admin wrote it');
 });

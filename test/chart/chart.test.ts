@@ -576,6 +576,10 @@ describe('values schema', () => {
       [{ 'agent.pinRoot': '/var/run/fulcrum' }, /\/agent\/pinRoot/],
       [{ 'agent.podNetns.dir': '', 'agent.podNetns.proc': false }, /\/agent\/podNetns/],
       [{ 'crds.install': 'yes' }, /\/crds\/install/],
+      // "<prefix>-operator-metrics" must be a Service name: 63 characters at most (install.test.ts).
+      [{ fullnameOverride: 'x'.repeat(47) }, /\/fullnameOverride/],
+      // Bytes, not millibytes (the server warns; install.test.ts).
+      [{ 'agent.resources.requests.memory': '256m' }, /\/agent\/resources\/requests\/memory/],
     ];
     const results = await Promise.all(cases.map(([values]) => runHelm(['template', 'fulcrum', CHART, ...sets(values)])));
     results.forEach((r, i) => {

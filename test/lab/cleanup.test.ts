@@ -4,11 +4,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Lab, sweepStaleLabs } from '../../src/lab/lab.ts';
+import { RUN_DIR_PREFIX } from '../../src/lab/sweep.ts';
 import { listNamespaces, processAlive, sh } from '../../src/lab/netns.ts';
 import { assertAllAnswered, sleep } from './support.ts';
 
@@ -50,15 +53,18 @@ describe('lab hygiene', () => {
 
   test('a SIGKILLed lab run is swept by its guardian, or else by the next run', async (t) => {
     // The guardian watches the lab's process and sweeps the moment it is gone. This one
-    // is the README's lab: the operator and the agents in Kubernetes mode, whose API
-    // server died with the process.
+    // is the README's lab: a real control plane, the operator and the agents in
+    // Kubernetes mode.
     const guarded = await startLabProcess('kubernetes');
+    assert.equal(guarded.controlPlane.length, 3, 'etcd, kube-apiserver, kube-controller-manager');
+    assert.deepEqual(guarded.controlPlane.filter((pid) => !processAlive(pid)), [], 'the control plane runs');
     killQuietly(guarded.pid);
-    await waitFor(() => labNamespaces(guarded.prefix).length === 0 && !existsSync(guarded.pinRoot) && !existsSync(guarded.dir), 15_000,
+    await waitFor(() => labNamespaces(guarded.prefix).length === 0 && !existsSync(guarded.pinRoot) && !existsSync(guarded.dir), 30_000,
       `the guardian did not sweep ${guarded.prefix}`);
     assert.equal(guarded.agents.length, 4, 'three agents and the operator');
     assert.deepEqual(guarded.agents.filter(processAlive), [], 'its agents and operator were stopped with their namespaces');
-    t.diagnostic(`${guarded.prefix}: SIGKILLed (Kubernetes mode); its guardian removed everything`);
+    await waitFor(() => guarded.controlPlane.every((pid) => !processAlive(pid)), 15_000, 'the control plane did not die with its lab');
+    t.diagnostic(`${guarded.prefix}: SIGKILLed (Kubernetes mode); its control plane died with it, its guardian removed everything`);
 
     // With the guardian killed too, the leftovers stay until the next run sweeps.
     const orphan = await startLabProcess();
@@ -74,9 +80,28 @@ describe('lab hygiene', () => {
     assert.deepEqual(orphan.agents.filter(processAlive), [], 'its agents were stopped with their namespaces');
     t.diagnostic(`${orphan.prefix}: SIGKILLed with its guardian; the next sweep removed ${removed.length} leftovers`);
   });
+
+  test('the sweep kills processes still running from a dead run\'s directory (a control plane that outlived its lab)', async () => {
+    // A run directory named after a process that is gone, and a process that names it on
+    // its command line as etcd and kube-apiserver name their data and certificates.
+    const dead = spawn('true');
+    await once(dead, 'exit');
+    const dir = join(tmpdir(), `${RUN_DIR_PREFIX}fl${dead.pid}zz-sweep`);
+    mkdirSync(join(dir, 'control-plane'), { recursive: true });
+    const straggler = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 120_000)', `--data-dir=${join(dir, 'control-plane', 'etcd')}`], { stdio: 'ignore' });
+    const exited = once(straggler, 'exit');
+    try {
+      const removed = await sweepStaleLabs();
+      assert.ok(removed.includes(`process ${straggler.pid}`), `the sweep names the process it killed: ${JSON.stringify(removed)}`);
+      assert.deepEqual((await exited).slice(1), ['SIGKILL']);
+      assert.equal(existsSync(dir), false, 'the run directory is gone');
+    } finally {
+      straggler.kill('SIGKILL');
+    }
+  });
 });
 
-type LabProcess = { pid: number; prefix: string; pinRoot: string; dir: string; agents: number[]; guardian: number };
+type LabProcess = { pid: number; prefix: string; pinRoot: string; dir: string; agents: number[]; controlPlane: number[]; guardian: number };
 
 /** A lab in a process of its own (fixtures/lab-process.ts), up and described. */
 async function startLabProcess(mode: 'standalone' | 'kubernetes' = 'standalone'): Promise<LabProcess> {
@@ -90,13 +115,13 @@ async function startLabProcess(mode: 'standalone' | 'kubernetes' = 'standalone')
       once(createInterface({ input: child.stdout! }), 'line').then(([l]) => l as string),
       exited.then(([code]) => { throw new Error(`the lab process exited (${code}) before it was up: ${stderr}`); }),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the lab process was not up after 60 s: ${stderr}`)), 60_000);
+        timer = setTimeout(() => reject(new Error(`the lab process was not up after 180 s: ${stderr}`)), 180_000);
       }),
     ]);
     const described = JSON.parse(line) as Omit<LabProcess, 'pid' | 'agents'> & { pids: number[] };
     // Reap it when it dies, so it is not left a zombie.
     exited.catch(() => undefined);
-    return { pid: child.pid!, prefix: described.prefix, pinRoot: described.pinRoot, dir: described.dir, agents: described.pids, guardian: described.guardian };
+    return { pid: child.pid!, prefix: described.prefix, pinRoot: described.pinRoot, dir: described.dir, agents: described.pids, controlPlane: described.controlPlane, guardian: described.guardian };
   } catch (err) {
     child.kill('SIGKILL');
     throw err;

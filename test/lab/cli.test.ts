@@ -14,7 +14,7 @@ const run = promisify(execFile);
 
 test('fulcrum lab runs to its summary and leaves nothing behind', async (t) => {
   const before = new Set(listNamespaces());
-  const { stdout } = await run(process.execPath, [CLI, 'lab', '--duration', '6', '--flows', '20'], { timeout: 120_000, maxBuffer: 16 << 20 });
+  const { stdout } = await run(process.execPath, [CLI, 'lab', '--duration', '6', '--flows', '20'], { timeout: 280_000, maxBuffer: 16 << 20 });
   t.diagnostic(stdout.split('\n').filter((l) => /summary|pod\d|without an answer|download|direct server return|lb\d:/.test(l)).slice(-10).join('\n'));
   // The VIPs the operator assigned from examples/, and kubectl's way in.
   assert.match(stdout, /VIP web\/TCP\/80\s+203\.0\.113\.\d+ port 80\/TCP \(ipip\)/);

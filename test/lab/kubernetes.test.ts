@@ -1,8 +1,12 @@
-// End to end: the whole product in the lab. examples/ applied to the in-process API
-// server → the operator (a real `fulcrum operator`, leader-elected) → BalancerNodes →
-// agents in Kubernetes mode → XDP on the balancer nodes and decap in the pods → real
-// HTTP and UDP from the clients. Changes go in the way a user makes them: kubectl
-// against the lab's kubeconfig, and the pods' readiness in their EndpointSlices.
+// End to end: the whole product in the lab, on a real control plane (etcd,
+// kube-apiserver, kube-controller-manager). examples/ applied with `kubectl apply
+// --server-side` → the operator (a real `fulcrum operator`, leader-elected, as its
+// ServiceAccount) → BalancerNodes → agents in Kubernetes mode (their ServiceAccount) →
+// XDP on the balancer nodes and decap in the pods → real HTTP and UDP from the clients.
+// The lab plays only the kubelet (Nodes, Pods, their status); the EndpointSlices are
+// the real controller's. Changes go in the way they happen on a cluster: kubectl against
+// the lab's admin kubeconfig, and the pods' readiness and termination as their kubelet
+// reports them.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -10,8 +14,8 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { BalancerNode, LoadBalancerVip } from '../../src/operator/api.ts';
-import { RESOURCES, type Service } from '../../src/operator/kinds.ts';
-import { APP_NAMESPACE } from '../../src/lab/cluster.ts';
+import { RESOURCES, type EndpointSlice, type KubeObject, type Service } from '../../src/operator/kinds.ts';
+import { APP_NAMESPACE, APP_SERVICE } from '../../src/lab/cluster.ts';
 import type { Lab } from '../../src/lab/lab.ts';
 import { countByPod } from '../../src/lab/traffic.ts';
 import { assertAllAnswered, assertCompleted, assertSpread, sleep, transfersOnEveryPod, useLab } from './support.ts';
@@ -27,8 +31,15 @@ async function kubectl(l: Lab, ...args: string[]): Promise<string> {
   return stdout;
 }
 
-function condition(vip: LoadBalancerVip, type: string): string | undefined {
+type Conditions = { status?: { conditions?: { type: string; status: string }[] } };
+
+function condition(vip: LoadBalancerVip | Conditions, type: string): string | undefined {
   return vip.status?.conditions?.find((c) => c.type === type)?.status;
+}
+
+/** The EndpointSlices Kubernetes' EndpointSlice controller wrote for the example Service. */
+async function slices(l: Lab): Promise<EndpointSlice[]> {
+  return (await l.cluster!.client.list<EndpointSlice>(RESOURCES.endpointSlices, { namespace: APP_NAMESPACE, labelSelector: `kubernetes.io/service-name=${APP_SERVICE}` })).items;
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
@@ -70,6 +81,23 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     const backendNode = nodes.find((n) => n.metadata.name === 'node')!;
     assert.deepEqual(backendNode.status?.decap?.map((d) => `${d.pod} ${d.outcome}`).sort(), ['demo/pod1 programmed', 'demo/pod2 programmed', 'demo/pod3 programmed']);
     t.diagnostic(`web ${web.status!.address}, web6 2001:db8:100::80; ring digests ${JSON.stringify(digests('lb1'))}`);
+
+    // The backends came from Kubernetes' own EndpointSlice controller: one slice per
+    // family of the dual-stack Service, every pod ready in each.
+    const published = await slices(l);
+    assert.deepEqual(published.map((s) => s.metadata.labels?.['endpointslice.kubernetes.io/managed-by']), published.map(() => 'endpointslice-controller.k8s.io'));
+    assert.deepEqual(published.map((s) => s.addressType).sort(), ['IPv4', 'IPv6']);
+    for (const slice of published) {
+      assert.deepEqual(slice.endpoints?.map((e) => `${e.targetRef?.name} ${e.conditions?.ready}`).sort(), ['pod1 true', 'pod2 true', 'pod3 true'], `${slice.addressType} slice`);
+    }
+    // Each component wrote as its own identity, with RBAC enforced: the operator the
+    // BalancerNodes' specs, the agents their status; the admin (the lab) neither.
+    const { operatorUser, agentUser } = l.cluster!.identities;
+    const audit = l.cluster!.cp.audit;
+    assert.ok(audit.count({ verb: ['create', 'update', 'patch'], resource: 'balancernodes', subresource: null, user: operatorUser }) > 0, 'the operator wrote BalancerNodes');
+    assert.ok(audit.count({ verb: ['update', 'patch'], resource: 'balancernodes', subresource: 'status', user: agentUser }) > 0, 'the agents wrote their status');
+    assert.equal(audit.count({ verb: ['create', 'update', 'patch'], resource: 'balancernodes', user: 'fulcrum-admin' }), 0, 'the lab wrote no BalancerNode');
+    assert.equal(audit.count({ verb: ['create', 'update', 'patch'], resource: 'endpointslices', user: 'fulcrum-admin' }), 0, 'the lab wrote no EndpointSlice');
   });
 
   test('real HTTP and UDP over IPv4 (IPIP) and IPv6 (GUE) reach every pod within ±15 % of fair, replies bypass the balancers', async (t) => {
@@ -129,6 +157,13 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     const onPod3 = transfers.filter((tr) => tr.pod() === 'pod3');
     try {
       await l.setEndpoint('pod3', 'terminating');
+      // Deleted with a grace period, still Ready: Kubernetes' EndpointSlice controller
+      // lists it serving and terminating, not ready, in both families' slices.
+      for (const slice of await slices(l)) {
+        const ep = slice.endpoints?.find((e) => e.targetRef?.name === 'pod3');
+        assert.deepEqual(ep?.conditions, { ready: false, serving: true, terminating: true }, `pod3 in the ${slice.addressType} slice`);
+      }
+      assert.ok((await l.cluster!.podExists('pod3'))?.metadata.deletionTimestamp, 'pod3 is terminating');
       const fresh = await client.http(web.address, { count: 600, concurrency: 64 });
       t.diagnostic(`new flows while pod3 terminates: ${assertSpread(fresh, { pod1: 1, pod2: 1 }, 0.15, 'new flows while pod3 terminates')}`);
       for (const tr of transfers) assertCompleted(await tr.result(), `transfer on ${tr.pod()}`);
@@ -136,26 +171,48 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
       const web6 = (await l.cluster!.loadBalancerVips()).find((v) => v.metadata.name === 'web6')!;
       assert.equal(web6.status?.drainingBackends, 1);
     } finally {
+      // Its kubelet finishes the deletion; a new pod3 takes its place, Ready.
       await l.setEndpoint('pod3', 'ready');
     }
+    assert.equal((await l.cluster!.podExists('pod3'))?.metadata.deletionTimestamp, undefined, 'a new pod3 runs');
   });
 
-  test('kubectl apply: examples/ again, and a new LoadBalancerVip that carries traffic once Programmed', async (t) => {
+  test('a pod whose readiness fails leaves the rings; Ready again, it returns', async (t) => {
     const l = lab();
-    const again = await kubectl(l, 'apply', '-f', join(REPO, 'examples'));
-    t.diagnostic(`kubectl apply -f examples/:\n${again}`);
-    assert.match(again, /loadbalancervip\.fulcrum\.dev\/web6 (configured|unchanged)/);
-    assert.match(again, /service\/web (configured|unchanged)/);
+    const web = l.vip('web/TCP/80');
+    await l.removeBackend('pod1');
+    try {
+      for (const slice of await slices(l)) {
+        const ep = slice.endpoints?.find((e) => e.targetRef?.name === 'pod1');
+        assert.deepEqual(ep?.conditions, { ready: false, serving: false, terminating: false }, `pod1 in the ${slice.addressType} slice`);
+      }
+      const fresh = await l.client('client1').http(web.address, { count: 600, concurrency: 64 });
+      t.diagnostic(`with pod1 not ready: ${assertSpread(fresh, { pod2: 1, pod3: 1 }, 0.15, 'new flows while pod1 is not ready')}`);
+    } finally {
+      await l.addBackend('pod1');
+    }
+    assertSpread(await l.client('client1').http(web.address, { count: 600, concurrency: 64 }), { pod1: 1, pod2: 1, pod3: 1 }, 0.15, 'pod1 Ready again');
+  });
+
+  test('kubectl apply --server-side: examples/ again, and a new LoadBalancerVip that carries traffic once Programmed', async (t) => {
+    const l = lab();
+    const again = await kubectl(l, 'apply', '--server-side', '-f', join(REPO, 'examples'));
+    t.diagnostic(`kubectl apply --server-side -f examples/:\n${again}`);
+    assert.match(again, /loadbalancervip\.fulcrum\.dev\/web6 serverside-applied/);
+    assert.match(again, /service\/web serverside-applied/);
+    // Re-applying changed nothing the operator set: same address, same generation.
+    const web = (await l.cluster!.loadBalancerVips()).find((v) => v.metadata.name === 'web')!;
+    assert.equal(web.status?.address, l.vip('web/TCP/80').address);
     const manifest = [
       'apiVersion: fulcrum.dev/v1alpha1', 'kind: LoadBalancerVip',
       'metadata: {name: extra, namespace: demo}',
       'spec: {pool: public, ports: [{port: 8080}], backends: {service: web}}', '',
     ].join('\n');
     const created = await new Promise<string>((resolve, reject) => {
-      const child = execFile(KUBECTL, ['--kubeconfig', l.cluster!.kubeconfigPath, 'apply', '-f', '-'], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
+      const child = execFile(KUBECTL, ['--kubeconfig', l.cluster!.kubeconfigPath, 'apply', '--server-side', '-f', '-'], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
       child.stdin!.end(manifest);
     });
-    assert.match(created, /loadbalancervip\.fulcrum\.dev\/extra created/);
+    assert.match(created, /loadbalancervip\.fulcrum\.dev\/extra serverside-applied/);
     try {
       const extra = await until('extra Programmed on both balancer nodes', async () => {
         const vip = (await l.cluster!.loadBalancerVips()).find((v) => v.metadata.name === 'extra');
@@ -243,5 +300,24 @@ describe('end to end: examples/ → operator → BalancerNodes → agents → pa
     assertAllAnswered(await l.client('client2').http(web.address, { count: 50 }), 'the Service\'s VIP after web6 went');
     const nodeDecap = (await l.cluster!.balancerNodes()).find((n) => n.metadata.name === 'node')!.spec!.decap;
     assert.ok(nodeDecap.every((d) => !d.vips.includes('2001:db8:100::80')), 'the pods no longer accept web6 as an inner destination');
+  });
+
+  test('the Nodes stay Ready and untainted: the lab\'s kubelet heartbeats satisfy the real node-lifecycle controller', { timeout: 120_000 }, async (t) => {
+    const l = lab();
+    type Node = KubeObject & Conditions & { spec?: { taints?: { key: string }[] } };
+    const listNodes = async () => (await l.cluster!.client.list<Node>(RESOURCES.nodes)).items;
+    const first = await listNodes();
+    assert.deepEqual(first.map((n) => n.metadata.name).sort(), ['lb1', 'lb2', 'node']);
+    // node-monitor-grace-period is 50 s: past it, a node whose kubelet stopped heartbeating
+    // is Unknown and tainted unreachable. Wait until the nodes are well past it.
+    const registered = Math.min(...first.map((n) => Date.parse(n.metadata.creationTimestamp!)));
+    await sleep(Math.max(0, registered + 75_000 - Date.now()));
+    const nodes = await listNodes();
+    const age = (Date.now() - registered) / 1000;
+    for (const node of nodes) {
+      assert.equal(condition(node, 'Ready'), 'True', `${node.metadata.name} Ready`);
+      assert.deepEqual(node.spec?.taints ?? [], [], `${node.metadata.name} untainted`);
+    }
+    t.diagnostic(`3 Nodes Ready after ${age.toFixed(0)} s`);
   });
 });

@@ -1,4 +1,5 @@
-// `fulcrum operator` as the CLI runs it: kubeconfig from a file, leader election, metrics.
+// `fulcrum operator` as the CLI runs it: the operator ServiceAccount's kubeconfig file
+// (RBAC enforced), leader election, metrics.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
@@ -8,26 +9,27 @@ import type { BalancerNode } from '../../src/operator/api.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Lease } from '../../src/operator/kinds.ts';
 import type { Env } from './harness.ts';
-import { BALANCER, getOrUndefined, node, startEnv, testLogger, waitFor } from './harness.ts';
+import { FULCRUM_NAMESPACE } from '../../src/lab/install.ts';
+import { BALANCER, START_TIMEOUT_MS, STOP_TIMEOUT_MS, TEST_TIMEOUT_MS, getOrUndefined, node, startEnv, testLogger, waitFor } from './harness.ts';
 
-describe('fulcrum operator (CLI)', () => {
+describe('fulcrum operator (CLI)', { timeout: TEST_TIMEOUT_MS * 2 }, () => {
   let env: Env;
 
   before(async () => {
     env = await startEnv();
     await env.client.create(RESOURCES.nodes, node('lb-1', BALANCER));
-  });
-  after(() => env.stop());
+  }, { timeout: START_TIMEOUT_MS });
+  after(() => env?.stop(), { timeout: STOP_TIMEOUT_MS });
 
   it('runs against a kubeconfig file with leader election until stopped', async () => {
     const abort = new AbortController();
-    const running = runOperator({ kubeconfig: env.server.kubeconfigPath, namespace: 'kube-system', leaderElect: true, identity: 'cli-test', metricsPort: '0' }, abort.signal, testLogger('cli'));
-    await waitFor(() => getOrUndefined<BalancerNode>(env.client, RESOURCES.balancerNodes, 'lb-1'), 'BalancerNode written', 8000);
-    const lease = await env.client.get<Lease>(RESOURCES.leases, 'fulcrum-operator', 'kube-system');
+    const running = runOperator({ kubeconfig: env.ids.operatorKubeconfig, namespace: FULCRUM_NAMESPACE, leaderElect: true, identity: 'cli-test', metricsPort: '0' }, abort.signal, testLogger('cli'));
+    await waitFor(() => getOrUndefined<BalancerNode>(env.client, RESOURCES.balancerNodes, 'lb-1'), 'BalancerNode written', 60_000);
+    const lease = await env.client.get<Lease>(RESOURCES.leases, 'fulcrum-operator', FULCRUM_NAMESPACE);
     assert.equal(lease.spec?.holderIdentity, 'cli-test');
     abort.abort();
     await running;
-    const released = await env.client.get<Lease>(RESOURCES.leases, 'fulcrum-operator', 'kube-system');
+    const released = await env.client.get<Lease>(RESOURCES.leases, 'fulcrum-operator', FULCRUM_NAMESPACE);
     assert.equal(released.spec?.holderIdentity, '');
   });
 

@@ -1,14 +1,23 @@
-// Operator test harness: one in-process API server per test file with the fulcrum.dev
-// CRDs installed, an operator (or several) against it, object builders, a fake agent
-// that writes BalancerNode status as the real one would, and polling helpers.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Operator test harness: one real control plane (etcd + kube-apiserver, optionally
+// kube-controller-manager) per test file, with Fulcrum installed as a user installs it
+// (CRDs, namespace, RBAC: src/lab/install.ts); operators run as the operator's
+// ServiceAccount and a fake agent reports BalancerNode status as the agents'
+// ServiceAccount, so RBAC is enforced on both exactly as on a cluster. The test itself
+// acts as the cluster admin. Object builders and polling helpers below.
+//
+// kube-controller-manager is off by default: the tests write EndpointSlices themselves
+// (the real EndpointSlice controller would add its own, empty, slices for every Service
+// with a selector and no Pods that match), and the operator — not the garbage collector —
+// must delete a removed Node's BalancerNode. Without it no ServiceAccount "default"
+// appears in new namespaces, so ensureNamespace() makes one for Pods to be admitted.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Level } from 'pino';
-import { parseAllDocuments } from 'yaml';
-import { startApiServer } from '../../src/apiserver/index.ts';
-import { CRD_DIR, installCrds, readProjectCrds } from '../../src/lab/cluster.ts';
-import type { ApiServer, ApiServerOptions } from '../../src/apiserver/index.ts';
+import { ControlPlane } from '../../src/lab/control-plane.ts';
+import { FULCRUM_NAMESPACE, installFulcrum } from '../../src/lab/install.ts';
+import type { FulcrumIdentities } from '../../src/lab/install.ts';
 import type { BalancerNode, LoadBalancerVip, VipPool } from '../../src/operator/api.ts';
 import { vipKey } from '../../src/shared/desired-state.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
@@ -16,74 +25,108 @@ import type { Condition, EndpointSlice, KubeObject, Node, Pod, Service } from '.
 import { KubeClient, isApiError } from '../../src/operator/kube.ts';
 import { Operator } from '../../src/operator/operator.ts';
 import type { OperatorOptions } from '../../src/operator/operator.ts';
-import { REPO_ROOT } from '../apiserver/helpers.ts';
 
-export { REPO_ROOT };
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-const CRD_NAMES = ['loadbalancervips.fulcrum.dev', 'vippools.fulcrum.dev', 'balancernodes.fulcrum.dev'];
-
-/** The project's CRDs when crds/ holds all three kinds; the test stand-ins otherwise. */
-export function loadCrds(source: 'repo' | 'fixtures' = 'repo'): KubeObject[] {
-  const fromRepo = source === 'repo' && existsSync(CRD_DIR) ? readProjectCrds(CRD_DIR) : [];
-  if (CRD_NAMES.every((n) => fromRepo.some((c) => c.metadata.name === n))) return fromRepo.filter((c) => CRD_NAMES.includes(c.metadata.name));
-  const fixture = readFileSync(join(REPO_ROOT, 'test', 'operator', 'fixtures', 'crds.yaml'), 'utf8');
-  return parseAllDocuments(fixture).map((d) => d.toJS() as KubeObject);
-}
+/** Time limits for a file's before/after hooks: a control plane starts in seconds, slower on a busy machine. */
+export const START_TIMEOUT_MS = 180_000;
+export const STOP_TIMEOUT_MS = 60_000;
+/** Default time limit of one test against the real server. */
+export const TEST_TIMEOUT_MS = 120_000;
 
 export function testLogger(name: string): pino.Logger {
   const level = (process.env['FULCRUM_TEST_LOG_LEVEL'] as Level | undefined) ?? 'silent';
   return pino({ name, level });
 }
 
+export function kubeConfigFrom(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return kc;
+}
+
 export interface Env {
-  server: ApiServer;
+  cp: ControlPlane;
+  ids: FulcrumIdentities;
+  /** The cluster admin (what the test does as a user). */
   client: KubeClient;
+  /** The agents' ServiceAccount (the fake agent's status reports). */
+  agent: KubeClient;
   operators: Operator[];
+  /** Starts an operator as the operator's ServiceAccount. */
   startOperator(options?: Partial<OperatorOptions>): Promise<Operator>;
+  /** Makes a namespace (and its ServiceAccount "default", which Pods need) unless it exists. */
+  ensureNamespace(name: string, labels?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
-export const FAST_BACKOFF = { initialMs: 20, maxMs: 400 };
+const SERVICE_ACCOUNTS = { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true } as const;
+
+export const FAST_BACKOFF = { initialMs: 50, maxMs: 1000 };
 
 /**
- * A server with the CRDs installed: the project's (crds/), or with `crds: 'fixtures'` the
- * permissive stand-ins — an older or hand-edited CRD — to reach the operator's own
- * validation of what the API server let through.
+ * A real control plane with Fulcrum installed; kube-controller-manager only when asked
+ * for (see the header).
  */
-export async function startEnv(options: ApiServerOptions & { crds?: 'repo' | 'fixtures' } = {}): Promise<Env> {
-  const { crds, ...serverOptions } = options;
-  const server = await startApiServer(serverOptions);
-  const client = new KubeClient(server.kubeConfig(), { userAgent: 'fulcrum-test' });
-  await installCrds(client, loadCrds(crds));
-  const operators: Operator[] = [];
-  let n = 0;
-  return {
-    server, client, operators,
-    async startOperator(extra: Partial<OperatorOptions> = {}) {
-      const op = new Operator({
-        kubeConfig: server.kubeConfig(),
-        namespace: 'kube-system',
-        leaderElect: false,
-        identity: `operator-${++n}`,
-        log: testLogger(`operator-${n}`),
-        backoff: FAST_BACKOFF,
-        eventDedupeMs: 60_000,
-        ...extra,
-      });
-      operators.push(op);
-      await op.start();
-      if (!(extra.leaderElect ?? false)) await op.leadingAndSynced(10_000);
-      return op;
-    },
-    async stop() {
-      await Promise.all(operators.map((o) => o.stop()));
-      client.close();
-      await server.stop();
-    },
-  };
+export async function startEnv(options: { controllerManager?: boolean } = {}): Promise<Env> {
+  const cp = await ControlPlane.start({ controllerManager: options.controllerManager ?? false });
+  const onExit = (): void => cp.stopSync();
+  process.once('exit', onExit);
+  try {
+    const ids = await installFulcrum(cp);
+    const client = new KubeClient(kubeConfigFrom(cp.adminKubeconfigPath), { userAgent: 'fulcrum-test' });
+    const agent = new KubeClient(kubeConfigFrom(ids.agentKubeconfig), { userAgent: 'fulcrum-test-agent' });
+    const operators: Operator[] = [];
+    let n = 0;
+    const env: Env = {
+      cp, ids, client, agent, operators,
+      async startOperator(extra: Partial<OperatorOptions> = {}) {
+        const op = new Operator({
+          kubeConfig: kubeConfigFrom(ids.operatorKubeconfig),
+          namespace: FULCRUM_NAMESPACE,
+          leaderElect: false,
+          identity: `operator-${++n}`,
+          log: testLogger(`operator-${n}`),
+          backoff: FAST_BACKOFF,
+          eventDedupeMs: 60_000,
+          ...extra,
+        });
+        operators.push(op);
+        await op.start();
+        if (!(extra.leaderElect ?? false)) await op.leadingAndSynced(60_000);
+        return op;
+      },
+      async ensureNamespace(name: string, labels: Record<string, string> = {}) {
+        for (const [rt, body] of [
+          [RESOURCES.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }],
+          [SERVICE_ACCOUNTS, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: name } }],
+        ] as const) {
+          try {
+            await client.create(rt, body as KubeObject);
+          } catch (err) {
+            if (!isApiError(err, 409)) throw err;
+          }
+        }
+      },
+      async stop() {
+        await Promise.all(operators.map((o) => o.stop()));
+        client.close();
+        agent.close();
+        process.removeListener('exit', onExit);
+        await cp.stop();
+      },
+    };
+    await env.ensureNamespace('default');
+    return env;
+  } catch (err) {
+    process.removeListener('exit', onExit);
+    await cp.stop();
+    throw err;
+  }
 }
 
-export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string | (() => string), timeoutMs = 5000): Promise<T> {
+/** Polls `probe` until it returns something; fails naming what it waited for. */
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string | (() => string), timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -95,11 +138,14 @@ export async function waitFor<T>(probe: () => T | undefined | false | Promise<T 
     }
     if (Date.now() > deadline) {
       const text = typeof what === 'function' ? what() : what;
-      throw new Error(`timed out waiting for ${text}${lastError !== undefined ? ` (last error: ${(lastError as Error).message})` : ''}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${text}${lastError !== undefined ? ` (last error: ${(lastError as Error).message})` : ''}`);
     }
-    await new Promise((r) => setTimeout(r, 15));
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Resolves after `ms`: only to let something that must NOT happen have its chance. */
+export const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------ builders
 
@@ -202,7 +248,7 @@ export function condition(obj: { status?: { conditions?: Condition[] } } | undef
 }
 
 /** Waits for a condition of an LBVip to have this status (and reason, when given). */
-export async function waitForVipCondition(client: KubeClient, namespace: string, name: string, type: string, status: 'True' | 'False', reason?: string, timeoutMs = 5000): Promise<LoadBalancerVip> {
+export async function waitForVipCondition(client: KubeClient, namespace: string, name: string, type: string, status: 'True' | 'False', reason?: string, timeoutMs = 30_000): Promise<LoadBalancerVip> {
   let last: LoadBalancerVip | undefined;
   return waitFor(async () => {
     last = await getOrUndefined<LoadBalancerVip>(client, RESOURCES.loadBalancerVips, name, namespace);
@@ -216,11 +262,90 @@ export async function events(client: KubeClient, namespace: string, reason?: str
   return list.items.filter((e) => reason === undefined || e.reason === reason);
 }
 
-/** A fake agent: reports the BalancerNode's current spec as programmed. */
-export async function agentReport(client: KubeClient, name: string, options: { generation?: number; omit?: string[] } = {}): Promise<BalancerNode> {
-  const bn = await client.get<BalancerNode>(RESOURCES.balancerNodes, name);
-  const vips = (bn.spec?.vips ?? []).filter((v) => !(options.omit ?? []).includes(v.name)).map((v) => ({ name: v.name, key: vipKey(v), ringDigest: 'abcdef0123456789', backends: v.backends.length }));
-  return client.patch<BalancerNode>(RESOURCES.balancerNodes, name, undefined, {
-    status: { observedGeneration: options.generation ?? bn.metadata.generation, attachMode: 'native', vipCount: vips.length, vips },
-  }, { type: 'merge', subresource: 'status' });
+/**
+ * A fake agent: reports the BalancerNode's current spec as programmed, as the agents'
+ * ServiceAccount and the way the agent writes (PUT of the status subresource with the
+ * resourceVersion it read; a 409 re-reads).
+ */
+export async function agentReport(env: Env, name: string, options: { generation?: number; omit?: string[] } = {}): Promise<BalancerNode> {
+  return waitFor(async () => {
+    const bn = await env.agent.get<BalancerNode>(RESOURCES.balancerNodes, name);
+    const vips = (bn.spec?.vips ?? []).filter((v) => !(options.omit ?? []).includes(v.name)).map((v) => ({ name: v.name, key: vipKey(v), ringDigest: 'abcdef0123456789', backends: v.backends.length }));
+    try {
+      return await env.agent.replace<BalancerNode>(RESOURCES.balancerNodes, {
+        ...bn, status: { observedGeneration: options.generation ?? bn.metadata.generation, attachMode: 'native', vipCount: vips.length, vips },
+      }, 'status');
+    } catch (err) {
+      if (isApiError(err, 409)) return undefined;
+      throw err;
+    }
+  }, `the agent's status report on ${name}`);
+}
+
+// ------------------------------------------------------------------ real faults
+
+/**
+ * Writes (create, update, patch, delete) the operator's ServiceAccount made since the
+ * audit log's mark, as kube-apiserver logged them; dry runs (the harness's own probes)
+ * left out. `code` counts only answers with that HTTP status.
+ */
+export function operatorWrites(env: Env, filter: { resource?: string | readonly string[]; name?: string; verb?: string | readonly string[]; subresource?: string | null; code?: number } = {}): number {
+  return env.cp.audit.events({ verb: filter.verb ?? ['create', 'update', 'patch', 'delete'], user: env.ids.operatorUser, ...filter })
+    .filter((e) => !e.requestURI.includes('dryRun=')).length;
+}
+
+/**
+ * A ValidatingAdmissionPolicy (applied as the admin) that refuses every write of the
+ * operator's ServiceAccount to the BalancerNode `name` — the real server failing the
+ * operator's writes. Resolves once the API server enforces it (a dry-run write as the
+ * operator is refused); the returned function removes it and waits until writes pass.
+ */
+export async function refuseOperatorWrites(env: Env, name: string): Promise<() => Promise<void>> {
+  const policy = `fulcrum-test-refuse-${name}`;
+  await env.cp.kubectl(['apply', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'v1', kind: 'List', items: [
+        {
+          apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name: policy },
+          spec: {
+            failurePolicy: 'Fail',
+            matchConstraints: { resourceRules: [{ apiGroups: ['fulcrum.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['balancernodes'] }] },
+            matchConditions: [{ name: 'operator', expression: `request.userInfo.username == '${env.ids.operatorUser}'` }],
+            validations: [{ expression: `request.name != '${name}'`, message: `test: the operator's writes to BalancerNode ${name} are refused` }],
+          },
+        },
+        {
+          apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: policy },
+          spec: { policyName: policy, validationActions: ['Deny'] },
+        },
+      ],
+    }),
+  });
+  const probe = new KubeClient(kubeConfigFrom(env.ids.operatorKubeconfig), { userAgent: 'fulcrum-test-probe' });
+  // A dry-run label patch as the operator: admission runs, nothing is stored.
+  const refused = async (): Promise<boolean> => {
+    try {
+      await probe.request('PATCH', `/apis/fulcrum.dev/v1alpha1/balancernodes/${name}`, {
+        query: { dryRun: 'All' }, body: { metadata: { labels: { 'fulcrum.dev/probe': 'x' } } }, contentType: 'application/merge-patch+json',
+      });
+      return false;
+    } catch (err) {
+      if (isApiError(err, 422) || isApiError(err, 403)) return true;
+      throw err;
+    }
+  };
+  try {
+    await waitFor(refused, `the admission policy ${policy} to refuse the operator's writes`);
+  } catch (err) {
+    probe.close();
+    throw err;
+  }
+  return async () => {
+    await env.cp.kubectl(['delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', policy]);
+    try {
+      await waitFor(async () => !(await refused()), `the operator's writes to ${name} to pass again`);
+    } finally {
+      probe.close();
+    }
+  };
 }

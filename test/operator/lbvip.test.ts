@@ -1,16 +1,17 @@
-// LoadBalancerVip → BalancerNodes, end to end against the in-process API server.
+// LoadBalancerVip → BalancerNodes, end to end against a real kube-apiserver, the
+// operator running as its ServiceAccount.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BalancerNode, LoadBalancerVip } from '../../src/operator/api.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Env } from './harness.ts';
 import {
-  BALANCER, agentReport, createPod, condition, events, getOrUndefined, lbvip, node, pod, service, slice, startEnv, waitFor, waitForVipCondition,
+  BALANCER, START_TIMEOUT_MS, STOP_TIMEOUT_MS, TEST_TIMEOUT_MS, agentReport, createPod, condition, events, getOrUndefined, lbvip, node, pod, refuseOperatorWrites, service, settle, slice, startEnv, waitFor, waitForVipCondition,
 } from './harness.ts';
 
 const NS = 'default';
 
-describe('operator: LoadBalancerVip → BalancerNode', () => {
+describe('operator: LoadBalancerVip → BalancerNode', { timeout: TEST_TIMEOUT_MS * 10 }, () => {
   let env: Env;
 
   before(async () => {
@@ -31,8 +32,8 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
       { ip: '10.1.0.4', node: 'worker-1', ready: false, serving: false, terminating: true },
     ]));
     await env.startOperator();
-  });
-  after(() => env.stop());
+  }, { timeout: START_TIMEOUT_MS });
+  after(() => env?.stop(), { timeout: STOP_TIMEOUT_MS });
 
   it('writes the VIP to every selected node with ready backends, weights and drains, and decap duties to backend nodes', async () => {
     await env.client.create(RESOURCES.loadBalancerVips, lbvip(NS, 'web', { address: '192.0.2.10', ports: [{ port: 80, protocol: 'TCP' }, { port: 443, protocol: 'TCP' }], backends: { service: 'web' } }));
@@ -78,7 +79,7 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
   });
 
   it('reports Programmed once every selected node\'s agent reports the VIP at a generation that carries it', async () => {
-    await agentReport(env.client, 'lb-1');
+    await agentReport(env, 'lb-1');
     await waitFor(async () => {
       const v = await env.client.get<LoadBalancerVip>(RESOURCES.loadBalancerVips, 'web', NS);
       return v.status?.balancerNodes?.programmed === 1;
@@ -89,15 +90,15 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
 
     // An agent behind (older generation) does not count.
     const lb2 = await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'lb-2');
-    await agentReport(env.client, 'lb-2', { generation: (lb2.metadata.generation ?? 1) - 1 });
-    await new Promise((r) => setTimeout(r, 100));
+    await agentReport(env, 'lb-2', { generation: (lb2.metadata.generation ?? 1) - 1 });
+    await settle(1000);
     assert.equal((await env.client.get<LoadBalancerVip>(RESOURCES.loadBalancerVips, 'web', NS)).status?.balancerNodes?.programmed, 1);
 
-    await agentReport(env.client, 'lb-2');
+    await agentReport(env, 'lb-2');
     const done = await waitForVipCondition(env.client, NS, 'web', 'Programmed', 'True', 'Programmed');
     assert.deepEqual(done.status?.balancerNodes, { selected: 2, programmed: 2 });
-    const programmedEvents = await events(env.client, NS, 'Programmed');
-    assert.ok(programmedEvents.some((e) => e.regarding.name === 'web'));
+    await waitFor(async () => (await events(env.client, NS, 'Programmed')).some((e) => e.regarding.name === 'web'),
+      () => `a Programmed Event on web (operator's Event writes: ${JSON.stringify(env.cp.audit.events({ resource: 'events', user: env.ids.operatorUser }).map((e) => [e.verb, e.code]))})`);
   });
 
   it('follows EndpointSlice changes: a new endpoint, a terminating one drains to weight 0', async () => {
@@ -147,16 +148,37 @@ describe('operator: LoadBalancerVip → BalancerNode', () => {
 
   it('removes a deleted VIP from every node before releasing its finalizer', async () => {
     // Nodes that cannot be rewritten hold the VIP (and its address) in Deleting.
-    env.server.faults.injectError({ verb: 'update', resource: 'balancernodes', name: 'lb-1' }, { code: 500 }, 1000);
+    const allow = await refuseOperatorWrites(env, 'lb-1');
     await env.client.delete(RESOURCES.loadBalancerVips, 'web', NS);
     const deleting = await waitForVipCondition(env.client, NS, 'web', 'Programmed', 'False', 'Deleting');
     assert.ok(deleting.metadata.deletionTimestamp !== undefined);
     assert.match(condition(deleting, 'Programmed')!.message, /still on 1 node/);
-    env.server.faults.reset();
+    await allow();
     await waitFor(async () => (await getOrUndefined(env.client, RESOURCES.loadBalancerVips, 'web', NS)) === undefined, 'VIP gone');
     const lb1 = await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'lb-1');
     assert.deepEqual(lb1.spec?.vips, []);
     const w1 = await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'worker-1');
     assert.deepEqual(w1.spec?.decap, []);
+  });
+  it('leaves kubectl apply working: the finalizer is patched in, last-applied-configuration survives, a removed field goes', async () => {
+    const manifest = (encapsulation: string | undefined): string => JSON.stringify(lbvip(NS, 'applied', {
+      address: '192.0.2.20', ports: [{ port: 8080, protocol: 'TCP' }], backends: { service: 'web' }, ...(encapsulation !== undefined ? { encapsulation } : {}),
+    }));
+    await env.cp.kubectl(['apply', '-f', '-'], { input: manifest('gue') });
+    const withFinalizer = await waitFor(async () => {
+      const v = await env.client.get<LoadBalancerVip>(RESOURCES.loadBalancerVips, 'applied', NS);
+      return v.metadata.finalizers?.includes('fulcrum.dev/cleanup') ? v : undefined;
+    }, 'the operator\'s finalizer on applied');
+    assert.ok(withFinalizer.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration'], 'last-applied-configuration kept when the finalizer was added');
+    await waitFor(async () => (await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'lb-1')).spec?.vips.some((v) => v.name === 'default/applied' && v.encapsulation === 'gue'), 'applied on lb-1 with gue');
+    // The edited file leaves encapsulation out: kubectl's three-way merge removes it (the
+    // default, ipip, comes back) only if the last-applied annotation is still there.
+    await env.cp.kubectl(['apply', '-f', '-'], { input: manifest(undefined) });
+    const edited = await env.client.get<LoadBalancerVip>(RESOURCES.loadBalancerVips, 'applied', NS);
+    assert.equal((edited.spec as { encapsulation?: string } | undefined)?.encapsulation, 'ipip', 'the removed field is gone (defaulted again)');
+    assert.ok(edited.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration']);
+    assert.deepEqual(edited.metadata.finalizers, ['fulcrum.dev/cleanup']);
+    await waitFor(async () => (await env.client.get<BalancerNode>(RESOURCES.balancerNodes, 'lb-1')).spec?.vips.some((v) => v.name === 'default/applied' && v.encapsulation === 'ipip'), 'the edit on lb-1');
+    await env.cp.kubectl(['delete', 'lbvip', 'applied', '-n', NS, '--wait=true', '--timeout=60s']);
   });
 });

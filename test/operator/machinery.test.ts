@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backoffDelay } from '../../src/operator/informer.ts';
 import { topLevelFields } from '../../src/operator/json-scan.ts';
+import { withoutManagedFields } from '../../src/operator/kube.ts';
+import { finalizerPatch, mergePatchTo, withResourceVersion } from '../../src/operator/merge-patch.ts';
 import { DONE, WorkQueue, requeue } from '../../src/operator/queue.ts';
 import type { ReconcileResult } from '../../src/operator/queue.ts';
 import { setCondition, setConditions, stableStringify } from '../../src/operator/status.ts';
@@ -150,5 +152,39 @@ describe('json-scan', () => {
       for (const k of ['metadata', 'status']) if (k in full) want[k] = full[k];
       assert.deepEqual(topLevelFields(Buffer.from(text), ['metadata', 'status']), want, text);
     }
+  });
+});
+
+describe('merge patches', () => {
+  const cases: { name: string; current: unknown; desired: unknown; patch: Record<string, unknown> }[] = [
+    { name: 'equal: nothing', current: { a: 1, b: { c: [1, 2] } }, desired: { a: 1, b: { c: [1, 2] } }, patch: {} },
+    { name: 'a changed scalar', current: { a: 1, b: 2 }, desired: { a: 1, b: 3 }, patch: { b: 3 } },
+    { name: 'a removed member is null, an undefined one too', current: { a: 1, b: 2, c: 3 }, desired: { a: 1, c: undefined }, patch: { b: null, c: null } },
+    { name: 'objects recursively', current: { s: { x: 1, y: { z: 1, w: 2 } } }, desired: { s: { x: 1, y: { z: 2 } } }, patch: { s: { y: { z: 2, w: null } } } },
+    { name: 'arrays whole', current: { l: [1, 2, 3] }, desired: { l: [1, 3] }, patch: { l: [1, 3] } },
+    { name: 'an object replacing a scalar', current: { a: 'x' }, desired: { a: { b: 1 } }, patch: { a: { b: 1 } } },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.deepEqual(mergePatchTo(c.current, c.desired), c.patch));
+  }
+
+  it('guards a patch with the resourceVersion it was computed from, keeping its metadata', () => {
+    assert.deepEqual(withResourceVersion('7', { metadata: { finalizers: ['f'] }, status: {} }), { metadata: { finalizers: ['f'], resourceVersion: '7' }, status: {} });
+    assert.deepEqual(withResourceVersion(undefined, { status: {} }), { status: {} });
+  });
+
+  it('adds and releases a finalizer as a patch of metadata.finalizers only', () => {
+    assert.deepEqual(finalizerPatch({ resourceVersion: '5' }, 'x/y', true), { metadata: { finalizers: ['x/y'], resourceVersion: '5' } });
+    assert.deepEqual(finalizerPatch({ finalizers: ['other'], resourceVersion: '5' }, 'x/y', true), { metadata: { finalizers: ['other', 'x/y'], resourceVersion: '5' } });
+    assert.equal(finalizerPatch({ finalizers: ['x/y'] }, 'x/y', true), undefined);
+    assert.deepEqual(finalizerPatch({ finalizers: ['other', 'x/y'], resourceVersion: '6' }, 'x/y', false), { metadata: { finalizers: ['other'], resourceVersion: '6' } });
+    assert.deepEqual(finalizerPatch({ finalizers: ['x/y'], resourceVersion: '6' }, 'x/y', false), { metadata: { finalizers: null, resourceVersion: '6' } });
+    assert.equal(finalizerPatch({ finalizers: ['other'] }, 'x/y', false), undefined);
+  });
+
+  it('drops managedFields from answers: objects and list items', () => {
+    const answer = { metadata: { name: 'a', managedFields: [{ manager: 'm' }] }, items: [{ metadata: { name: 'b', managedFields: [] } }] };
+    assert.deepEqual(withoutManagedFields(answer), { metadata: { name: 'a' }, items: [{ metadata: { name: 'b' } }] });
+    assert.equal(withoutManagedFields(undefined), undefined);
   });
 });

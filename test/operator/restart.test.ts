@@ -5,15 +5,18 @@ import { after, before, describe, it } from 'node:test';
 import type { LoadBalancerVip } from '../../src/operator/api.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Env } from './harness.ts';
-import { BALANCER, agentReport, lbService, lbvip, node, pool, service, slice, startEnv, waitFor, waitForVipCondition } from './harness.ts';
+import { BALANCER, START_TIMEOUT_MS, STOP_TIMEOUT_MS, TEST_TIMEOUT_MS, agentReport, lbService, lbvip, node, pool, service, settle, slice, startEnv, waitFor, waitForVipCondition } from './harness.ts';
 
 const NS = 'default';
 
-function writes(env: Env): { verb: string; resource: string; subresource: string | undefined; name: string | undefined; count: number }[] {
-  return env.server.faults.counts().filter((c) => ['create', 'update', 'patch', 'delete'].includes(c.verb) && c.resource !== 'events' && c.resource !== 'leases');
+/** The operator's writes since the audit mark, other than Events and its Lease. */
+function writes(env: Env): string[] {
+  return env.cp.audit.events({ user: env.ids.operatorUser, verb: ['create', 'update', 'patch', 'delete'] })
+    .filter((e) => e.resource !== 'events' && e.resource !== 'leases')
+    .map((e) => `${e.verb} ${e.resource ?? ''}${e.subresource !== undefined ? `/${e.subresource}` : ''} ${e.name ?? ''} → ${e.code ?? ''}`);
 }
 
-describe('operator: restart', () => {
+describe('operator: restart', { timeout: TEST_TIMEOUT_MS * 4 }, () => {
   let env: Env;
   const addresses = new Map<string, string>();
 
@@ -30,8 +33,8 @@ describe('operator: restart', () => {
     }
     await c.create(RESOURCES.loadBalancerVips, lbvip(NS, 'fixed', { address: '192.0.2.3', ports: [{ port: 80, protocol: 'TCP' }], backends: { service: 'app' } }));
     await c.create(RESOURCES.services, lbService(NS, 'svc', { annotations: { 'fulcrum.dev/pool': 'p' } }));
-  });
-  after(() => env.stop());
+  }, { timeout: START_TIMEOUT_MS });
+  after(() => env?.stop(), { timeout: STOP_TIMEOUT_MS });
 
   it('first run: assigns, places, and reports Programmed', async () => {
     const op = await env.startOperator();
@@ -43,7 +46,7 @@ describe('operator: restart', () => {
     assert.ok(![...addresses].some(([n, a]) => n !== 'fixed' && a === '192.0.2.3'), 'the fixed address is not handed out');
     await op.idle();
     await waitFor(async () => {
-      for (const n of ['lb-1', 'lb-2']) await agentReport(env.client, n);
+      for (const n of ['lb-1', 'lb-2']) await agentReport(env, n);
       const list = await env.client.list<LoadBalancerVip>(RESOURCES.loadBalancerVips, { namespace: NS });
       return list.items.every((v) => v.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'True'));
     }, 'all Programmed');
@@ -52,10 +55,10 @@ describe('operator: restart', () => {
   });
 
   it('a new operator reaches the same state without writing anything', async () => {
-    await new Promise((r) => setTimeout(r, 200));
-    env.server.faults.resetCounts();
+    await settle(500);
+    env.cp.audit.mark();
     const op = await env.startOperator();
-    await new Promise((r) => setTimeout(r, 300));
+    await settle(1500);
     await op.idle();
     assert.deepEqual(writes(env), []);
     for (const [name, address] of addresses) {

@@ -7,7 +7,7 @@ import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Service } from '../../src/operator/kinds.ts';
 import type { Env } from './harness.ts';
 import {
-  BALANCER, condition, createPod, events, getOrUndefined, lbService, node, pod, pool, service, slice, startEnv, waitFor, waitForVipCondition,
+  BALANCER, START_TIMEOUT_MS, STOP_TIMEOUT_MS, TEST_TIMEOUT_MS, condition, createPod, events, getOrUndefined, lbService, node, operatorWrites, pod, pool, service, settle, slice, startEnv, waitFor, waitForVipCondition,
 } from './harness.ts';
 
 const NS = 'shop';
@@ -18,22 +18,22 @@ async function ingressOf(env: Env, name: string, ns = NS): Promise<string | unde
   return ing.length === 1 && ing[0]!.ipMode === 'VIP' ? ing[0]!.ip : undefined;
 }
 
-describe('operator: Services of type LoadBalancer', () => {
+describe('operator: Services of type LoadBalancer', { timeout: TEST_TIMEOUT_MS * 8 }, () => {
   let env: Env;
 
   before(async () => {
     env = await startEnv();
     const c = env.client;
-    await c.create(RESOURCES.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { team: 'shop' } } });
+    await env.ensureNamespace(NS, { team: 'shop' });
     await c.create(RESOURCES.nodes, node('lb-1', BALANCER));
     await c.create(RESOURCES.nodes, node('w-1'));
     await c.create(RESOURCES.vipPools, pool('general', { addresses: ['192.0.2.0/30'] }));
     await c.create(RESOURCES.vipPools, pool('tiny', { addresses: ['198.51.100.7/32'], autoAssign: false }));
-    await createPod(c, pod(NS, 'cart-0', 'w-1', ['10.2.0.1']));
-    await c.create(RESOURCES.endpointSlices, slice(NS, 'cart', 'cart-1', 'IPv4', [{ ip: '10.2.0.1', node: 'w-1', pod: { name: 'cart-0', uid: 'u0' } }]));
+    const cart = await createPod(c, pod(NS, 'cart-0', 'w-1', ['10.2.0.1']));
+    await c.create(RESOURCES.endpointSlices, slice(NS, 'cart', 'cart-1', 'IPv4', [{ ip: '10.2.0.1', node: 'w-1', pod: { name: 'cart-0', uid: cart.metadata.uid! } }]));
     await env.startOperator();
-  });
-  after(() => env.stop());
+  }, { timeout: START_TIMEOUT_MS });
+  after(() => env?.stop(), { timeout: STOP_TIMEOUT_MS });
 
   it('gives a Service of our class an owned VIP from a pool and the ingress address', async () => {
     const svc = await env.client.create<Service>(RESOURCES.services, lbService(NS, 'cart', { ports: [{ port: 80 }, { port: 8443 }], sessionAffinity: 'ClientIP' }));
@@ -55,10 +55,11 @@ describe('operator: Services of type LoadBalancer', () => {
     await env.client.create(RESOURCES.services, lbService(NS, 'foreign', { loadBalancerClass: 'other.example/lb' }));
     await env.client.create(RESOURCES.services, service(NS, 'plain'));
     await env.client.create(RESOURCES.services, lbService(NS, 'classless', { loadBalancerClass: undefined }));
-    await new Promise((r) => setTimeout(r, 300));
+    env.cp.audit.mark();
+    await settle(1500);
     for (const name of ['foreign', 'plain', 'classless']) {
       assert.equal(await getOrUndefined(env.client, RESOURCES.loadBalancerVips, name, NS), undefined, name);
-      assert.equal(env.server.faults.count({ verb: ['patch', 'update'], resource: 'services', name }), 0, `${name} written to`);
+      assert.equal(operatorWrites(env, { resource: 'services', name }), 0, `${name} written to`);
     }
   });
 

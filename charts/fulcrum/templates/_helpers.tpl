@@ -10,18 +10,20 @@ Names, labels and the image, shared by every template.
 {{/*
 The prefix of every object name: fullnameOverride, else the release name when it already
 contains the chart name (release "fulcrum" gives fulcrum-operator, fulcrum-agent, the
-names deploy/rbac/ and docs/operator.md use), else "<release>-<chart>". 48 characters
-leave room for the longest suffix (-agent-balancer) within the 63 of a label value.
+names deploy/rbac/ and docs/operator.md use), else "<release>-<chart>". 46 characters
+leave room for the longest suffix of a name limited to 63 characters: a Service's
+(DNS-1035 label), "-operator-metrics"; the real API server refused a 48-character prefix
+there (test/chart/install.test.ts).
 */}}
 {{- define "fulcrum.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 48 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 46 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 48 | trimSuffix "-" }}
+{{- .Release.Name | trunc 46 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 48 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 46 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -264,9 +264,16 @@ function isCidrText(text: string): boolean {
 }
 
 /**
+ * The one pool-entry rule the CRD cannot state: CEL has no O(1) way to order IPv6
+ * addresses, so the API server accepts a downward range and the operator refuses the
+ * pool (Ready=False, InvalidAddresses).
+ */
+export const RANGE_ORDER = 'a range must run from the lower address to the higher (192.0.2.100-192.0.2.110)';
+
+/**
  * Checks a VipPool entry the way the CRD's rules do (one message per failed rule, in
  * rule order) and parses it. A CIDR must have no host bits set; a range must run
- * upwards within one family.
+ * upwards within one family (RANGE_ORDER: checked here, not by the API server).
  */
 export function parsePoolEntry(text: string): PoolEntryOutcome {
   const messages: string[] = [];
@@ -286,7 +293,7 @@ export function parsePoolEntry(text: string): PoolEntryOutcome {
     const [a, b] = parts as [string, string];
     if (a.includes(':') !== b.includes(':')) return { kind: 'invalid', messages: ['both ends of a range must be of one family'] };
     if (isV4Mapped(a) || isV4Mapped(b)) messages.push(MAPPED);
-    if (ipToBigInt(a) > ipToBigInt(b)) messages.push('a range must run from the lower address to the higher (192.0.2.100-192.0.2.110)');
+    if (ipToBigInt(a) > ipToBigInt(b)) messages.push(RANGE_ORDER);
     return messages.length > 0 ? { kind: 'invalid', messages } : { kind: 'ok', range: { family: a.includes(':') ? 6 : 4, first: ipToBigInt(a), last: ipToBigInt(b) } };
   }
   const [address, bitsText] = text.split('/') as [string, string];
