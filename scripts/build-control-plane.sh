@@ -38,6 +38,10 @@ if ! missing; then
   exit 0
 fi
 
+# Go's official tarball lives in /usr/local/go; a non-login shell may not have it on PATH.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
 command -v go >/dev/null 2>&1 ||
   die "'go' is not on PATH; building the control plane needs Go >= $(sed -n 's/^go //p' "$MOD_DIR/go.mod")"
 mkdir -p "$BIN_DIR"
