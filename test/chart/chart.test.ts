@@ -90,13 +90,13 @@ describe('RBAC', () => {
 
   it('grants the operator its verbs, resource by resource', () => {
     assert.deepEqual(Object.fromEntries(grants(rulesOf(defaults.objects, 'ClusterRole', OPERATOR))), {
-      'fulcrum.dev/loadbalancervips': ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
-      'fulcrum.dev/loadbalancervips/status': ['patch', 'update'],
+      'fulcrum.dev/loadbalancervips': ['create', 'delete', 'get', 'list', 'patch', 'watch'],
+      'fulcrum.dev/loadbalancervips/status': ['patch'],
       'fulcrum.dev/vippools': ['get', 'list', 'watch'],
-      'fulcrum.dev/vippools/status': ['patch', 'update'],
+      'fulcrum.dev/vippools/status': ['patch'],
       'fulcrum.dev/balancernodes': ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
       'core/services': ['get', 'list', 'watch'],
-      'core/services/status': ['patch', 'update'],
+      'core/services/status': ['patch'],
       'core/services/finalizers': ['update'],
       'discovery.k8s.io/endpointslices': ['get', 'list', 'watch'],
       'core/nodes': ['get', 'list', 'watch'],

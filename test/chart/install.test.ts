@@ -352,8 +352,8 @@ describe('helm install on a real kube-apiserver', { timeout: 600_000 }, () => {
     await assertAccess(operatorToken, 'operator', [
       ...watch('loadbalancervips', fulcrum), ...watch('vippools', fulcrum), ...watch('balancernodes', fulcrum),
       ...watch('services'), ...watch('endpointslices', 'discovery.k8s.io'), ...watch('nodes'), ...watch('pods'), ...watch('namespaces'),
-      // A Service's LoadBalancerVip: created, replaced, deleted (service-controller.ts); finalizer and status (lbvip-controller.ts).
-      ...['create', 'update', 'patch', 'delete'].map((verb) => ({ verb, group: fulcrum, resource: 'loadbalancervips', namespace: 'default' })),
+      // A Service's LoadBalancerVip: created, patched, deleted (service-controller.ts); finalizer and status (lbvip-controller.ts).
+      ...['create', 'patch', 'delete'].map((verb) => ({ verb, group: fulcrum, resource: 'loadbalancervips', namespace: 'default' })),
       { verb: 'patch', group: fulcrum, resource: 'loadbalancervips', subresource: 'status', namespace: 'default' },
       { verb: 'patch', group: fulcrum, resource: 'vippools', subresource: 'status' },
       // BalancerNodes: POST, PUT, DELETE (writer.ts).
@@ -368,6 +368,8 @@ describe('helm install on a real kube-apiserver', { timeout: 600_000 }, () => {
       { verb: 'get', resource: 'secrets', namespace: NAMESPACE }, { verb: 'list', resource: 'secrets' },
       { verb: 'list', resource: 'configmaps' },
       { verb: 'update', group: fulcrum, resource: 'balancernodes', subresource: 'status' },
+      { verb: 'update', group: fulcrum, resource: 'loadbalancervips', namespace: 'default' },
+      { verb: 'update', group: fulcrum, resource: 'loadbalancervips', subresource: 'status', namespace: 'default' },
       { verb: 'create', group: fulcrum, resource: 'vippools' }, { verb: 'delete', group: fulcrum, resource: 'vippools' },
       { verb: 'update', resource: 'services', namespace: 'default' }, { verb: 'delete', resource: 'services', namespace: 'default' },
       { verb: 'create', group: 'discovery.k8s.io', resource: 'endpointslices', namespace: 'default' },

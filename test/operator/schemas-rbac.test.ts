@@ -83,10 +83,10 @@ describe('who may write what', () => {
     assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'balancernodes')].sort(), ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch']);
     assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'balancernodes/status')], [], 'only agents report node status');
     assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'vippools')].sort(), [...READ].sort(), 'pools are the administrator\'s');
-    assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'vippools/status')].sort(), ['patch', 'update']);
-    assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'loadbalancervips/status')].sort(), ['patch', 'update']);
+    assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'vippools/status')].sort(), ['patch']);
+    assert.deepEqual([...verbsOn(operator, 'fulcrum.dev', 'loadbalancervips/status')].sort(), ['patch']);
     assert.deepEqual([...verbsOn(operator, '', 'services')].sort(), [...READ].sort());
-    assert.deepEqual([...verbsOn(operator, '', 'services/status')].sort(), ['patch', 'update']);
+    assert.deepEqual([...verbsOn(operator, '', 'services/status')].sort(), ['patch']);
     for (const resource of ['pods', 'nodes', 'namespaces']) assert.deepEqual([...verbsOn(operator, '', resource)].sort(), [...READ].sort(), resource);
     assert.deepEqual([...verbsOn(operator, 'discovery.k8s.io', 'endpointslices')].sort(), [...READ].sort());
     assert.deepEqual([...verbsOn(operator, 'coordination.k8s.io', 'leases')].sort(), ['create', 'get', 'update']);
@@ -126,7 +126,7 @@ async function allowed(client: KubeClient, a: Access): Promise<boolean> {
 
 const OPERATOR_MAY: Access[] = [
   ...['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'].map((verb) => ({ verb, group: 'fulcrum.dev', resource: 'balancernodes' })),
-  ...['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'].map((verb) => ({ verb, group: 'fulcrum.dev', resource: 'loadbalancervips', namespace: 'default' })),
+  ...['get', 'list', 'watch', 'create', 'patch', 'delete'].map((verb) => ({ verb, group: 'fulcrum.dev', resource: 'loadbalancervips', namespace: 'default' })),
   { verb: 'patch', group: 'fulcrum.dev', resource: 'loadbalancervips', subresource: 'status', namespace: 'default' },
   { verb: 'patch', group: 'fulcrum.dev', resource: 'vippools', subresource: 'status' },
   ...['get', 'list', 'watch'].flatMap((verb) => [
@@ -149,6 +149,11 @@ const OPERATOR_MUST_NOT: Access[] = [
     { verb, resource: 'services', namespace: 'default' }, { verb, group: 'fulcrum.dev', resource: 'vippools' },
   ]),
   { verb: 'update', group: 'fulcrum.dev', resource: 'balancernodes', subresource: 'status' },
+  // Everything it writes but BalancerNodes goes by merge patch with a precondition: no PUT.
+  { verb: 'update', group: 'fulcrum.dev', resource: 'loadbalancervips', namespace: 'default' },
+  { verb: 'update', group: 'fulcrum.dev', resource: 'loadbalancervips', subresource: 'status', namespace: 'default' },
+  { verb: 'update', group: 'fulcrum.dev', resource: 'vippools', subresource: 'status' },
+  { verb: 'update', resource: 'services', subresource: 'status', namespace: 'default' },
   { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: FULCRUM_NAMESPACE, name: 'someone-else' },
   { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-system', name: 'fulcrum-operator' },
   { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: FULCRUM_NAMESPACE, name: 'fulcrum-agent' },
