@@ -26,6 +26,7 @@ import {
 import { BpfMap, mapTypeName } from './bpf/map.ts';
 import type { MapSpec } from './bpf/object.ts';
 import { makePinDir } from './bpf/bpffs.ts';
+import { disableGro } from './bpf/ethtool.ts';
 import { unpin } from './bpf/pin.ts';
 import { BALANCER_MAPS, BalancerProgram, type BalancerLimits, type BalancerLoadOptions, type BalancerMapName } from './dataplane/balancer.ts';
 import type { AgentConfig, AttachMode, BalancerSettings } from './config.ts';
@@ -187,6 +188,8 @@ type InterfaceOps = {
   ifindexOf(name: string): Promise<number>;
   queryXdp(name: string): Promise<XdpState>;
   attachXdpLink(name: string, progFd: number, options: AttachXdpLinkOptions): Promise<XdpLink>;
+  /** Turns software GRO off; resolves with whether it was on (bpf/ethtool.ts). */
+  disableGro(name: string): Promise<boolean>;
 };
 
 function interfaceOps(netns: string | undefined): InterfaceOps {
@@ -195,12 +198,14 @@ function interfaceOps(netns: string | undefined): InterfaceOps {
       ifindexOf: async (name) => ifindexOf(name),
       queryXdp: async (name) => queryXdp(name),
       attachXdpLink: async (name, fd, options) => attachXdpLink(name, fd, options),
+      disableGro: async (name) => disableGro(name),
     };
   }
   return {
     ifindexOf: (name) => inNetns(netns, 'ifindexOf', name),
     queryXdp: (name) => inNetns(netns, 'queryXdp', name),
     attachXdpLink: (name, fd, options) => inNetns(netns, 'attachXdpLink', name, fd, options),
+    disableGro: (name) => inNetns(netns, 'disableGro', name),
   };
 }
 
@@ -218,7 +223,28 @@ export type InterfaceAttachment = {
   readonly linkId: number;
   readonly progId: number;
   readonly pinPath: string;
+  /** Generic mode only: software GRO was on and the agent turned it off (see bpf/ethtool.ts). */
+  readonly groDisabled?: boolean;
 };
+
+/**
+ * In generic mode the program runs after GRO and would see merged super-packets it
+ * cannot forward (bpf/ethtool.ts): turn software GRO off, every start (someone may have
+ * turned it on again), or refuse in words.
+ */
+async function makeGenericSafe(ops: InterfaceOps, attachment: InterfaceAttachment, log: Logger): Promise<InterfaceAttachment> {
+  if (attachment.mode !== 'generic') return attachment;
+  let wasOn: boolean;
+  try {
+    wasOn = await ops.disableGro(attachment.interface);
+  } catch (err) {
+    throw new FulcrumError('ERR_BPF_ATTACH',
+      `${attachment.interface} runs the balancer in generic mode, which needs GRO off (merged packets cannot be forwarded), and GRO could not be turned off: ${(err as Error).message}; ` +
+      'use a driver with native XDP (attachMode: native), or turn GRO off yourself (ethtool -K <if> gro off)', { cause: err, details: { interface: attachment.interface } });
+  }
+  if (wasOn) log.warn({ interface: attachment.interface }, 'generic XDP: turned GRO off on the interface (the program must see packets as they arrived)');
+  return { ...attachment, groDisabled: wasOn };
+}
 
 function modeOf(state: XdpState, progId: number): 'native' | 'generic' | undefined {
   if (state.nativeProgId === progId) return 'native';
@@ -350,7 +376,7 @@ export async function loadDataplane(options: LoadDataplaneOptions): Promise<Load
     const ops = interfaceOps(options.netns);
     const attachments: InterfaceAttachment[] = [];
     for (const iface of config.balancer.interfaces) {
-      attachments.push(await attachInterface(ops, iface.name, iface.attachMode, balancer.progFd, progId, layout.links, log));
+      attachments.push(await makeGenericSafe(ops, await attachInterface(ops, iface.name, iface.attachMode, balancer.progFd, progId, layout.links, log), log));
     }
     const detachedInterfaces = detachStaleLinks(layout.links, new Set(config.balancer.interfaces.map((i) => i.name)), log);
     return { balancer, layout, adoptedMaps, attachments, detachedInterfaces };

@@ -80,6 +80,8 @@ export type LabOptions = {
   readonly warmUp?: boolean;
   /** Another build of the CLI to run the agents from (default: this checkout's src/cli.ts). */
   readonly agentCli?: string;
+  /** How the balancers attach XDP (default native; generic runs after GRO, see src/agent/bpf/ethtool.ts). */
+  readonly attachMode?: 'native' | 'generic';
 };
 
 /** What the lab writes into an agent's --config file (the schema's input: defaults may be left out). */
@@ -224,7 +226,7 @@ export class Lab {
   readonly topology: Topology;
   /** Agent config files and logs for this run; removed by teardown(). */
   readonly dir: string;
-  readonly options: Required<Pick<LabOptions, 'nextHop' | 'mode'>>;
+  readonly options: Required<Pick<LabOptions, 'nextHop' | 'mode' | 'attachMode'>>;
   /** Standalone: the lab's own eight VIPs. Kubernetes: the ports of every LoadBalancerVip the operator assigned. */
   vips: readonly LabVip[];
   /** Kubernetes mode: the API server, the operator and the lab's kubelet part. */
@@ -243,7 +245,7 @@ export class Lab {
   private constructor(topology: Topology, dir: string, options: LabOptions) {
     this.topology = topology;
     this.dir = dir;
-    this.options = { nextHop: options.nextHop ?? 'mac', mode: options.mode ?? 'standalone' };
+    this.options = { nextHop: options.nextHop ?? 'mac', mode: options.mode ?? 'standalone', attachMode: options.attachMode ?? 'native' };
     for (const pod of POD_ROLES) this.weights.set(pod, options.weights?.[pod] ?? 1);
     this.vips = this.options.mode === 'standalone' ? labVips(topology) : [];
   }
@@ -465,7 +467,7 @@ export class Lab {
         pinRoot: this.pinRoot(role),
         bpfObjectDir: this.objectDirs[role],
         balancer: {
-          interfaces: [{ name: host.local.iface, attachMode: 'native' }],
+          interfaces: [{ name: host.local.iface, attachMode: this.options.attachMode }],
           nextHop: this.options.nextHop === 'mac' ? { mac: host.router.mac } : { fib: true },
           ringSize: LAB_RING_SIZE,
           maxVips: 16,

@@ -198,6 +198,10 @@ async function build(registry: Registry): Promise<Topology> {
     const host = await attach(role, 'lb', i + 1, FABRIC_MTU);
     balancers[role] = host;
     await acceptXdpFrames(routerNs, host.router.iface);
+    // As on a real balancer node's NIC, GRO is on (the default of every driver): in
+    // native mode XDP sees frames before GRO; in generic mode the agent must turn it off
+    // (src/agent/bpf/ethtool.ts), which the generic-mode lab test checks.
+    await nsExec(host.ns, ['ethtool', '-K', HOST_IFACE, 'gro', 'on']);
     // A real node has long since resolved its gateway (its own traffic goes there all
     // the time); in a fresh namespace nothing has, and the IPv6 entry would only ever
     // be learned for the router's link-local address. Enter both as a resolution

@@ -5,6 +5,7 @@
 // kernel objects), configuration changes, --reset-maps, and uninstall.
 import { afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { inNetns, linkInfo } from '../../src/agent/bpf/attach.ts';
@@ -137,6 +138,26 @@ test('an upgrade whose build has more reasons replaces the counter maps and keep
   assert.ok(second.balancer.maps.conn_v4.lookup(flow4Key(entry)) !== undefined, 'its entry survived');
   assert.equal(second.attachments[0]?.action, 'replaced');
   assert.equal(await inNetns(ns.path, 'xdpProgramId', 'fx0'), second.balancer.object.program('balancer').id);
+});
+
+test('generic mode turns GRO off on the interface (the program must not see merged packets), at every start', rootOnly, async () => {
+  const { ns, root } = setup();
+  const groOn = (iface: string) => execFileSync('nsenter', [`--net=${ns.path}`, 'ethtool', '-K', iface, 'gro', 'on']);
+  groOn('fx0');
+  groOn('fy0');
+  assert.equal(await inNetns(ns.path, 'groEnabled', 'fx0'), true);
+  const generic = { interfaces: [{ name: 'fx0', attachMode: 'generic' as const }, { name: 'fy0', attachMode: 'native' as const }] };
+  const first = await load(config(root, generic));
+  assert.deepEqual(first.attachments.map((a) => [a.interface, a.mode, a.groDisabled ?? false]), [['fx0', 'generic', true], ['fy0', 'native', false]]);
+  assert.equal(await inNetns(ns.path, 'groEnabled', 'fx0'), false);
+  assert.equal(await inNetns(ns.path, 'groEnabled', 'fy0'), true, 'native mode sees packets before GRO: left alone');
+  exit(first);
+  // Someone turns it on again; the next start (an adoption) turns it off again.
+  groOn('fx0');
+  const second = await load(config(root, generic));
+  assert.equal(second.attachments[0]?.action, 'replaced');
+  assert.equal(second.attachments[0]?.groDisabled, true);
+  assert.equal(await inNetns(ns.path, 'groEnabled', 'fx0'), false);
 });
 
 test('a ring size change is refused in words, and the running data plane is untouched', rootOnly, async () => {

@@ -17,6 +17,9 @@ import {
 import { if_nametoindex } from './libc.ts';
 import { closeQuietly, openPinnedFd, pinFd, unpin } from './pin.ts';
 import { runInNetns, type InNetnsOptions } from './netns.ts';
+import { disableGro, groEnabled } from './ethtool.ts';
+// The netns worker runs NETNS_OPS by their export from this module.
+export { disableGro, groEnabled };
 import { FulcrumError } from '../../shared/errors.ts';
 
 /** An interface by name (resolved in the calling thread's namespace) or by index. */
@@ -422,7 +425,7 @@ export function destroyClsact(iface: Iface): boolean {
 
 const NETNS_OPS = {
   ifindexOf, attachXdp, detachXdp, queryXdp, xdpProgramId, attachXdpLink, attachTcIngress, queryTcIngress,
-  detachTcIngress, destroyClsact,
+  detachTcIngress, destroyClsact, disableGro, groEnabled,
 } as const;
 
 export type NetnsOps = typeof NETNS_OPS;
