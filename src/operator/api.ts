@@ -1,5 +1,5 @@
 // fulcrum.dev/v1alpha1 as the operator sees it. The schemas are the shared ones
-// (src/shared/api/, which accept exactly what crds/*.yaml accept); this module adds the
+// (src/shared/api/, from which crds/*.yaml are generated); this module adds the
 // wire shapes of objects as they sit in an informer's cache — plain JSON, not yet
 // validated, so `spec` is `unknown` until parsed at the boundary (a bad object becomes a
 // condition, never a crash).

@@ -528,7 +528,7 @@ describe('ServiceMonitor', () => {
 describe('CRDs', () => {
   const repoCrds = readdirSync(join(ROOT, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
 
-  it('files/crds/ is the repository\'s crds/, byte for byte (cp crds/*.yaml charts/fulcrum/files/crds/)', () => {
+  it('files/crds/ is the repository\'s crds/, byte for byte (both written by npm run gen:crds)', () => {
     assert.deepEqual(readdirSync(join(CHART, 'files', 'crds')).sort(), repoCrds);
     for (const file of repoCrds) {
       assert.ok(readFileSync(join(CHART, 'files', 'crds', file)).equals(readFileSync(join(ROOT, 'crds', file))), `${file} differs from crds/${file}`);

@@ -1,11 +1,13 @@
-// The API has two definitions that must agree: crds/*.yaml (OpenAPI and CEL, enforced by
-// the API server) and src/shared/api/ (zod, used by the operator and the agent). Every
-// fixture below goes through both — created (dryRun=All, as the admin) in a real
-// kube-apiserver holding the CRDs, and parsed by the schema — and both must accept it
-// (201, with the server's defaults equal to zod's) or both reject it, blaming the same
-// field. One rule has no O(1) CEL form and lives only in zod: a VipPool range must run
-// from the lower address to the higher; the API server accepts such a pool and the
-// operator reports it Ready=False InvalidAddresses (test/operator/bad-input.test.ts).
+// The API is written once, in src/shared/api/ (zod, used by the operator and the agent),
+// and crds/*.yaml are generated from it (test/shared/api/crd-generate.test.ts); but each
+// rule still runs twice: as a zod refinement, and as the OpenAPI and CEL its `.meta()`
+// gives the API server. They must agree. Every fixture below goes through both — created
+// (dryRun=All, as the admin) in a real kube-apiserver holding the CRDs, and parsed by the
+// schema — and both must accept it (201, with the server's defaults equal to zod's) or
+// both reject it, blaming the same field. One rule has no O(1) CEL form and lives only in
+// zod: a VipPool range must run from the lower address to the higher; the API server
+// accepts such a pool and the operator reports it Ready=False InvalidAddresses
+// (test/operator/bad-input.test.ts).
 // One control plane serves the whole file.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

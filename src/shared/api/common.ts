@@ -1,14 +1,21 @@
 // What the three fulcrum.dev/v1alpha1 kinds share: the group's names, label selectors,
-// conditions, and the address rules. Every schema in src/shared/api/ accepts exactly
-// what the CRD in crds/ accepts and applies the same defaults, so an object that passes
-// here is one the API server stores unchanged (test/operator/schemas.test.ts runs every
-// fixture through both). The schemas describe the wire form: they never rewrite a
-// value (addresses stay as written; canonicalAddress() is for comparing them).
+// conditions, and the address rules. The schemas in src/shared/api/ are the API's one
+// definition: crds/*.yaml are generated from them (crd-generate.ts, `npm run gen:crds`),
+// each field's description, CEL rules and list type riding in its `.meta()`. A zod
+// refinement has no CRD form, so each one sits beside the meta that says the same to the
+// API server (a CEL rule, a list type, a maxLength): an object that passes here is one
+// the API server stores unchanged (test/operator/schemas.test.ts runs every fixture
+// through both). The schemas describe the wire form: they never rewrite a value
+// (addresses stay as written; canonicalAddress() is for comparing them).
 //
-// KEEP IN SYNC with crds/*.yaml: a rule changed on one side must change on the other.
+// CEL: the rules use isIP(), ip(), isCIDR() and cidr() (Kubernetes' CEL IP and CIDR
+// libraries, Kubernetes 1.31 or newer) and the strings extension. Each rule must stay O(1)
+// in the API server's cost estimate: a CRD whose estimate is unbounded is refused at
+// creation.
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { doc } from './crd-generate.ts';
 
 export const GROUP = 'fulcrum.dev';
 export const VERSION = 'v1alpha1';
@@ -49,12 +56,14 @@ export function runeLength(text: string): number {
 export function boundedString(max: number, min = 0): z.ZodString {
   let s = z.string().refine((t) => runeLength(t) <= max, { message: `must be at most ${max} characters` });
   if (min > 0) s = s.refine((t) => runeLength(t) >= min, { message: `must be at least ${min} characters` });
-  return s;
+  return s.meta(min > 0 ? { minLength: min, maxLength: max } : { maxLength: max });
 }
 
 /** Integers the CRDs bound by Number.MAX_SAFE_INTEGER, so JSON numbers and zod agree. */
-export const Count = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
-export const Generation = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const Count = z.int().min(0).max(Number.MAX_SAFE_INTEGER).meta({ format: 'int64' });
+export const Generation = z.int().min(0).max(Number.MAX_SAFE_INTEGER).meta({ format: 'int64' });
+/** Counts the CRDs declare as int32 (a Go client reads them into an int32). */
+export const Count32 = z.int().min(0).max(2147483647).meta({ format: 'int32' });
 
 // ------------------------------------------------------------------ null pruning
 
@@ -97,28 +106,46 @@ const LabelValue = z.string().max(63).regex(new RegExp(LABEL_VALUE));
 export const LabelSelectorOperator = z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']);
 export type LabelSelectorOperator = z.infer<typeof LabelSelectorOperator>;
 
+const VALUES_BY_OPERATOR = 'values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist';
+
 export const LabelSelectorRequirement = z
   .object({
-    key: z.string().max(317).regex(new RegExp(LABEL_KEY)),
-    operator: LabelSelectorOperator,
-    values: z.array(LabelValue).max(64).optional(),
+    key: z.string().max(317).regex(new RegExp(LABEL_KEY)).meta({ description: 'The label key.' }),
+    operator: LabelSelectorOperator.meta({ description: 'In, NotIn, Exists or DoesNotExist.' }),
+    values: z.array(LabelValue).max(64).optional().meta({ description: 'The values for In and NotIn; empty for Exists and DoesNotExist.' }),
   })
   .superRefine((r, ctx) => {
     const n = r.values?.length ?? 0;
     const needsValues = r.operator === 'In' || r.operator === 'NotIn';
-    if (needsValues ? n === 0 : n > 0) {
-      ctx.addIssue({ code: 'custom', path: [], message: 'values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist' });
-    }
+    if (needsValues ? n === 0 : n > 0) ctx.addIssue({ code: 'custom', path: [], message: VALUES_BY_OPERATOR });
+  })
+  .meta({
+    description: 'A label key, an operator, and values.',
+    'x-kubernetes-validations': [{
+      rule: "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
+      message: VALUES_BY_OPERATOR,
+    }],
   });
 export type LabelSelectorRequirement = z.infer<typeof LabelSelectorRequirement>;
 
-/** metav1.LabelSelector: every matchLabels pair and every requirement must hold; {} selects everything. */
-export const LabelSelector = z.object({
-  matchLabels: z
-    .record(z.string(), LabelValue)
-    .refine((m) => Object.keys(m).length <= 64, { message: 'must have at most 64 labels' })
-    .optional(),
-  matchExpressions: z.array(LabelSelectorRequirement).max(32).optional(),
+/**
+ * metav1.LabelSelector: every matchLabels pair and every requirement must hold; {}
+ * selects everything. `about` words the two fields' descriptions for what is selected.
+ */
+export function labelSelector(about: { readonly matchLabels: string; readonly matchExpressions: string }) {
+  return z.object({
+    matchLabels: z
+      .record(z.string(), LabelValue)
+      .refine((m) => Object.keys(m).length <= 64, { message: 'must have at most 64 labels' })
+      .optional()
+      .meta({ description: about.matchLabels, maxProperties: 64 }),
+    matchExpressions: z.array(LabelSelectorRequirement).max(32).optional().meta({ description: about.matchExpressions }),
+  }).meta({ 'x-kubernetes-map-type': 'atomic' });
+}
+
+export const LabelSelector = labelSelector({
+  matchLabels: 'Labels that must be present, with exactly these values.',
+  matchExpressions: 'Requirements the labels must all meet.',
 });
 export type LabelSelector = z.infer<typeof LabelSelector>;
 
@@ -134,20 +161,25 @@ export type ConditionStatus = z.infer<typeof ConditionStatus>;
 
 /** metav1.Condition, as controller-gen declares it. */
 export const Condition = z.object({
-  type: z.string().max(316).regex(new RegExp(CONDITION_TYPE)),
-  status: ConditionStatus,
-  observedGeneration: Generation.optional(),
-  lastTransitionTime: z.string().refine((t) => DATE_TIME.test(t) && !Number.isNaN(Date.parse(t)), { message: 'must be an RFC 3339 date-time' }),
-  reason: z.string().min(1).max(1024).regex(new RegExp(CONDITION_REASON)),
-  message: boundedString(32768),
-});
+  type: z.string().max(316).regex(new RegExp(CONDITION_TYPE)).meta({ description: 'Type of condition in CamelCase.' }),
+  status: ConditionStatus.meta({ description: 'Status of the condition, one of True, False, Unknown.' }),
+  observedGeneration: Generation.optional().meta({ description: 'The .metadata.generation the condition was set for.' }),
+  lastTransitionTime: z
+    .string()
+    .refine((t) => DATE_TIME.test(t) && !Number.isNaN(Date.parse(t)), { message: 'must be an RFC 3339 date-time' })
+    .meta({ description: 'The last time the condition went from one status to another.', format: 'date-time' }),
+  reason: z.string().min(1).max(1024).regex(new RegExp(CONDITION_REASON))
+    .meta({ description: "A programmatic identifier for the condition's last transition, in CamelCase." }),
+  message: boundedString(32768).meta({ description: 'A human readable message with details about the transition.' }),
+}).meta({ description: 'Condition contains details for one aspect of the current state of this API Resource.' });
 export type Condition = z.infer<typeof Condition>;
 
 /** A condition list keyed by type (x-kubernetes-list-type: map). */
 export const Conditions = z
   .array(Condition)
   .max(16)
-  .superRefine((list, ctx) => uniqueBy(list, (c) => c.type, ctx, []));
+  .superRefine((list, ctx) => uniqueBy(list, (c) => c.type, ctx, []))
+  .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
 
 // ------------------------------------------------------------------ list uniqueness
 
@@ -219,10 +251,12 @@ function isV4Mapped(text: string): boolean {
   return text.includes(':') && ipv6Hex(text).startsWith('00000000000000000000ffff');
 }
 
-/** Why an address cannot be a VIP, or undefined when it can. Mirrors the LoadBalancerVip CRD. */
+const UNUSABLE_VIP = 'must be a unicast address a VIP can use: not unspecified, loopback, link-local, multicast, IPv4-mapped, 0.0.0.0/8 or 240.0.0.0/4';
+
+/** Why an address cannot be a VIP, or undefined when it can: what VipAddress's CEL rules say. */
 export function vipAddressProblem(text: string): string | undefined {
   if (!(isIP(text) !== 0 && !text.includes('%'))) return 'must be an IPv4 or IPv6 address (192.0.2.10, 2001:db8::10)';
-  if (text.includes(':') && text.includes('.')) return 'write IPv6 addresses in hexadecimal groups, without an embedded dotted-quad IPv4 address';
+  if (text.includes(':') && text.includes('.')) return NO_DOTTED_IPV6;
   if (text.includes(':')) {
     const hex = ipv6Hex(text);
     const unusable = hex === '0'.repeat(32) || hex === `${'0'.repeat(31)}1` || hex.startsWith(`${'0'.repeat(20)}ffff`)
@@ -233,16 +267,32 @@ export function vipAddressProblem(text: string): string | undefined {
   }
   return undefined;
 }
-const UNUSABLE_VIP = 'must be a unicast address a VIP can use: not unspecified, loopback, link-local, multicast, IPv4-mapped, 0.0.0.0/8 or 240.0.0.0/4';
 
-/** A VIP address as LoadBalancerVip.spec.address accepts it, kept as written. */
+const NO_DOTTED_IPV6 = 'write IPv6 addresses in hexadecimal groups, without an embedded dotted-quad IPv4 address';
+
+/**
+ * A VIP address as LoadBalancerVip.spec.address accepts it, kept as written. isIP itself
+ * refuses IPv4-mapped IPv6, zones and leading zeros in IPv4 octets.
+ */
 export const VipAddress = z.string().max(39).superRefine((text, ctx) => {
   const problem = vipAddressProblem(text);
   if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+}).meta({
+  'x-kubernetes-validations': [
+    { rule: 'isIP(self)', message: 'must be an IPv4 or IPv6 address (192.0.2.10, 2001:db8::10)' },
+    { rule: "!isIP(self) || ip(self).family() == 4 || !self.contains('.')", message: NO_DOTTED_IPV6 },
+    {
+      rule: doc`!isIP(self) || (ip(self).isGlobalUnicast() &&
+        !cidr('0.0.0.0/8').containsIP(ip(self)) && !cidr('240.0.0.0/4').containsIP(ip(self)))`,
+      message: UNUSABLE_VIP,
+    },
+  ],
 });
 
 /** An address in a status field written by the operator (isIP, no zone, no dotted IPv6). */
-export const StatusAddress = z.string().max(39).refine(isPlainIp, { message: 'must be an IPv4 or IPv6 address' });
+export const StatusAddress = z.string().max(39).refine(isPlainIp, { message: 'must be an IPv4 or IPv6 address' }).meta({
+  'x-kubernetes-validations': [{ rule: "isIP(self) && (ip(self).family() == 4 || !self.contains('.'))", message: 'must be an IPv4 or IPv6 address' }],
+});
 
 // ------------------------------------------------------------------ pool entries
 
@@ -284,14 +334,14 @@ export function parsePoolEntry(text: string): PoolEntryOutcome {
     : isCidrText(text) && (text.split('/')[1] === '0' || !text.split('/')[1]!.startsWith('0')));
   if (!syntaxOk) messages.push(POOL_ENTRY_SYNTAX);
   if (!parts.every((p) => !(p.includes(':') && p.includes('.')))) {
-    messages.push('write IPv6 addresses in hexadecimal groups, without an embedded dotted-quad IPv4 address');
+    messages.push(NO_DOTTED_IPV6);
   }
   const plain = syntaxOk && parts.every((p) => !(p.includes(':') && p.includes('.')));
   if (!plain) return { kind: 'invalid', messages };
 
   if (isRange) {
     const [a, b] = parts as [string, string];
-    if (a.includes(':') !== b.includes(':')) return { kind: 'invalid', messages: ['both ends of a range must be of one family'] };
+    if (a.includes(':') !== b.includes(':')) return { kind: 'invalid', messages: [ONE_FAMILY] };
     if (isV4Mapped(a) || isV4Mapped(b)) messages.push(MAPPED);
     if (ipToBigInt(a) > ipToBigInt(b)) messages.push(RANGE_ORDER);
     return messages.length > 0 ? { kind: 'invalid', messages } : { kind: 'ok', range: { family: a.includes(':') ? 6 : 4, first: ipToBigInt(a), last: ipToBigInt(b) } };
@@ -303,12 +353,37 @@ export function parsePoolEntry(text: string): PoolEntryOutcome {
   const mask = (1n << hostBits) - 1n;
   const base = ipToBigInt(address);
   if (isV4Mapped(address)) messages.push(MAPPED);
-  if ((base & mask) !== 0n) messages.push('a CIDR must have no bits set after the prefix length (192.0.2.0/28, not 192.0.2.5/28)');
+  if ((base & mask) !== 0n) messages.push(NO_HOST_BITS);
   return messages.length > 0 ? { kind: 'invalid', messages } : { kind: 'ok', range: { family, first: base, last: base | mask } };
 }
 const MAPPED = 'IPv4-mapped IPv6 addresses (::ffff:0:0/96) are not allowed: write the IPv4 address';
 
+const ONE_FAMILY = 'both ends of a range must be of one family';
+const NO_HOST_BITS = 'a CIDR must have no bits set after the prefix length (192.0.2.0/28, not 192.0.2.5/28)';
+
+/**
+ * A VipPool entry. The CEL rules run in order; each later rule skips entries that an
+ * earlier one rejects for their form. isIP and isCIDR refuse IPv4-mapped IPv6, zones and
+ * leading zeros themselves. That a range runs from the lower address to the higher has no
+ * O(1) form for IPv6: the operator checks it (RANGE_ORDER).
+ */
 export const PoolEntry = z.string().max(79).superRefine((text, ctx) => {
   const parsed = parsePoolEntry(text);
   if (parsed.kind === 'invalid') for (const message of parsed.messages) ctx.addIssue({ code: 'custom', message });
+}).meta({
+  'x-kubernetes-validations': [
+    {
+      rule: doc`self.contains('-')
+        ? size(self.split('-')) == 2 && isIP(self.split('-')[0]) && isIP(self.split('-')[1])
+        : isCIDR(self) && !self.split('/')[1].matches('^0[0-9]')`,
+      message: POOL_ENTRY_SYNTAX,
+    },
+    { rule: "self.split('-').all(a, !a.contains(':') || !a.contains('.'))", message: NO_DOTTED_IPV6 },
+    {
+      rule: doc`!(self.contains('-') && size(self.split('-')) == 2 && isIP(self.split('-')[0]) && isIP(self.split('-')[1])) ||
+        ip(self.split('-')[0]).family() == ip(self.split('-')[1]).family()`,
+      message: ONE_FAMILY,
+    },
+    { rule: "!isCIDR(self) || cidr(self) == cidr(self).masked()", message: NO_HOST_BITS },
+  ],
 });
