@@ -51,11 +51,12 @@ WORKDIR /opt/fulcrum
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --legacy-peer-deps --no-audit --no-fund
-# tsconfig.json includes test/ and bench/, so they are checked too (and never shipped).
+# tsconfig.json includes test/, bench/ and scripts/, so they are checked too (and never shipped).
 COPY tsconfig.json ./
 COPY src/ src/
 COPY test/ test/
 COPY bench/ bench/
+COPY scripts/ scripts/
 RUN npx tsc -p tsconfig.json
 
 FROM ${RUNTIME_IMAGE} AS runtime
