@@ -19,18 +19,13 @@
 // - managedFields are dropped from every object as it comes in: the agent never reads them.
 // - Stopping leaves the data plane running (Agent.stop detaches nothing).
 //
-// Why the watch stream is not client-node's Watch: that class aborts a watch after 30 s
-// without data, so on a quiet object (the normal case: one spec, rarely changed) every
-// agent of a cluster would reconnect twice a minute. Here the server ends the watch
-// (timeoutSeconds of 5 to 10 minutes, with bookmarks) and a longer idle limit of our own
-// catches dead connections. Credentials, TLS and proxies still come from client-node's
-// KubeConfig (applyToHTTPSOptions); list, get and the status write use its API client.
+// Reading and writing go through the shared Kubernetes layer (src/shared/kube/): the
+// watch is its Informer (list, watch, 410 relist, jittered backoff, an idle limit and
+// TCP keepalive for dead connections), the reads and the status write its KubeClient.
 import { EventEmitter } from 'node:events';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, Gauge } from 'prom-client';
 import { z } from 'zod';
 import {
@@ -40,6 +35,10 @@ import {
 import { GROUP, VERSION, type Condition } from '../shared/api/common.ts';
 import { vipKey, type NodeDesiredState } from '../shared/desired-state.ts';
 import { FulcrumError, isFulcrumError } from '../shared/errors.ts';
+import { KubeClient } from '../shared/kube/client.ts';
+import { isApiError } from '../shared/kube/errors.ts';
+import { Informer, backoffDelay, type BackoffOptions } from '../shared/kube/informer.ts';
+import type { KubeObject, ResourceType } from '../shared/kube/objects.ts';
 import { child, errorFields, rootLogger, type Logger } from '../shared/logging.ts';
 import { FULCRUM_VERSION } from '../shared/version.ts';
 import { Agent, type AgentOptions, type ReconcileResult } from './agent.ts';
@@ -52,16 +51,8 @@ import { formatPath, parseOrThrow, problemsOf } from './validate.ts';
 
 export { loadKubeConfig } from '../shared/kubeconfig.ts';
 
-// ── backoff ────────────────────────────────────────────────────────────────────
-
-export type Backoff = { readonly initialMs: number; readonly maxMs: number };
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
-
-/** Exponential with jitter: a delay in [d/2, d], d = min(max, initial · 2^attempt). */
-export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
-  const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
+/** Watch restarts and failed syncs back off like this unless the options say otherwise. */
+const AGENT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000 };
 
 // ── status (pure) ──────────────────────────────────────────────────────────────
 
@@ -258,7 +249,7 @@ export const FIELD_MANAGER = 'fulcrum-agent';
  * (the object was deleted and created again) too: the status is then computed again
  * from a fresh read instead of landing on an object it was not made for.
  */
-export function statusWriteBody(obj: BalancerNodeObject, status: BalancerNodeStatus): Record<string, unknown> {
+export function statusWriteBody(obj: BalancerNodeObject, status: BalancerNodeStatus): KubeObject & { status: BalancerNodeStatus } {
   const { name, uid, resourceVersion } = obj.metadata;
   return {
     apiVersion: `${GROUP}/${VERSION}`,
@@ -273,29 +264,11 @@ function specKey(obj: BalancerNodeObject): string {
   return `${obj.metadata.uid ?? ''}/${obj.metadata.generation ?? 0}`;
 }
 
-const API = { group: GROUP, version: VERSION, plural: BALANCER_NODE.plural } as const;
+const BALANCER_NODES: ResourceType = { group: GROUP, version: VERSION, plural: BALANCER_NODE.plural, kind: BALANCER_NODE.kind, namespaced: false };
 
 /** One line per problem, with the field's path in the object: "spec.vips[1]: TCP/[2001:db8::1]:80 is also VIP shop/v6". */
 function problemLines(error: z.ZodError): string[] {
   return problemsOf(error, ['spec']).map((p) => `${formatPath(p.path)}: ${p.message}`);
-}
-
-function apiCode(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined;
-}
-
-function apiFields(err: unknown): Record<string, unknown> {
-  if (err instanceof ApiException) {
-    let message: unknown = err.body;
-    try {
-      const body: unknown = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-      if (body !== null && typeof body === 'object' && 'message' in body) message = (body as { message: unknown }).message;
-    } catch {
-      // not JSON: the raw body says it
-    }
-    return { status: err.code, error: typeof message === 'string' ? message : err.message };
-  }
-  return errorFields(err);
 }
 
 export type WatchStats = {
@@ -305,224 +278,6 @@ export type WatchStats = {
   relistsAfterExpired: number;
   restartsAfterError: number;
 };
-
-type WatchOptions = {
-  readonly kubeConfig: KubeConfig;
-  readonly api: CustomObjectsApi;
-  readonly nodeName: string;
-  readonly log: Logger;
-  readonly backoff: Backoff;
-  /** A watch that delivers nothing (not even a bookmark) for this long is replaced. */
-  readonly idleMs: number;
-  /** The server ends each watch after this many seconds; default 300–600, random per watch. */
-  readonly timeoutSeconds: (() => number);
-  /** list: a consistent read that replaces whatever was known; event: the next change in order. */
-  readonly onObject: (obj: BalancerNodeObject | undefined, source: 'list' | 'event') => void;
-  readonly onRestart: (reason: 'expired' | 'error') => void;
-};
-
-class WatchEnded extends Error {}
-
-/** List + watch of the one object named after the node. */
-class OwnObjectWatch {
-  readonly stats: WatchStats = { lists: 0, watches: 0, events: 0, relistsAfterExpired: 0, restartsAfterError: 0 };
-  readonly #o: WatchOptions;
-  readonly #selector: string;
-  #resourceVersion: string | undefined;
-  #abort: AbortController | undefined;
-  #running: Promise<void> | undefined;
-  #attempt = 0;
-
-  constructor(options: WatchOptions) {
-    this.#o = options;
-    this.#selector = `metadata.name=${options.nodeName}`;
-  }
-
-  start(): void {
-    if (this.#running !== undefined) return;
-    this.#abort = new AbortController();
-    const signal = this.#abort.signal;
-    this.#running = this.#loop(signal).catch((err: unknown) => {
-      if (!signal.aborted) this.#o.log.error(errorFields(err, true), 'the BalancerNode watch loop ended; this is a bug');
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.#abort?.abort();
-    await this.#running;
-    this.#running = undefined;
-  }
-
-  async #loop(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      let listing = false;
-      try {
-        if (this.#resourceVersion === undefined) {
-          listing = true;
-          await this.#list();
-          listing = false;
-        }
-        if (signal.aborted) return;
-        await this.#watch(signal);
-      } catch (err) {
-        if (signal.aborted) return;
-        // 410 on a watch: the history to resume from is gone; only a list says what
-        // changed meanwhile. (A list that answers 410 is retried with backoff below.)
-        if (apiCode(err) === 410 && !listing) {
-          this.stats.relistsAfterExpired++;
-          this.#o.onRestart('expired');
-          this.#o.log.info({ resourceVersion: this.#resourceVersion }, 'the watch\'s resourceVersion expired (410); listing again');
-          this.#resourceVersion = undefined;
-          continue;
-        }
-        this.stats.restartsAfterError++;
-        this.#o.onRestart('error');
-        const delayMs = backoffDelay(this.#attempt++, this.#o.backoff);
-        this.#o.log.warn({ ...apiFields(err), delayMs, attempt: this.#attempt, during: listing ? 'list' : 'watch' },
-          'reading the BalancerNode failed; retrying after backoff');
-        try {
-          await sleep(delayMs, undefined, { signal });
-        } catch {
-          return;
-        }
-      }
-    }
-  }
-
-  async #list(): Promise<void> {
-    this.stats.lists++;
-    const list = await this.#o.api.listClusterCustomObject({ ...API, fieldSelector: this.#selector }) as { items?: unknown[]; metadata?: { resourceVersion?: string } };
-    const object = (list.items ?? []).map(asBalancerNode).find((o) => o?.metadata.name === this.#o.nodeName);
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
-    this.#attempt = 0;
-    this.#o.onObject(object, 'list');
-  }
-
-  async #watch(signal: AbortSignal): Promise<void> {
-    this.stats.watches++;
-    const res = await this.#open(signal, {
-      watch: 'true',
-      fieldSelector: this.#selector,
-      allowWatchBookmarks: 'true',
-      timeoutSeconds: String(this.#o.timeoutSeconds()),
-      ...(this.#resourceVersion ? { resourceVersion: this.#resourceVersion } : {}),
-    });
-    const opened = Date.now();
-    let events = 0;
-    try {
-      await this.#consume(res, signal, () => {
-        events++;
-        this.#attempt = 0;
-      });
-    } catch (err) {
-      if (err instanceof WatchEnded) {
-        // The server's timeout: resume at once, unless it keeps closing straight away
-        // (then it is a failure like any other, and backs off).
-        if (events === 0 && Date.now() - opened < 1000) throw new Error('the watch closed immediately', { cause: err });
-        return;
-      }
-      throw err;
-    }
-  }
-
-  /** GET the watch stream with client-node's credentials; resolves once the server answered 200. */
-  async #open(signal: AbortSignal, query: Record<string, string>): Promise<IncomingMessage> {
-    const cluster = this.#o.kubeConfig.getCurrentCluster();
-    if (cluster === null) throw new FulcrumError('ERR_CONFIG', 'the kubeconfig has no current cluster');
-    const url = new URL(`${cluster.server.replace(/\/+$/, '')}/apis/${API.group}/${API.version}/${API.plural}`);
-    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-    const options: https.RequestOptions = {};
-    await this.#o.kubeConfig.applyToHTTPSOptions(options);
-    const transport = url.protocol === 'https:' ? https : http;
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = transport.request(url, {
-        ...options,
-        method: 'GET',
-        headers: { ...(options.headers as Record<string, string> | undefined), Accept: 'application/json', 'User-Agent': `fulcrum-agent/${FULCRUM_VERSION}` },
-        signal,
-      }, (res) => {
-        if (res.statusCode === 200) {
-          resolve(res);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          reject(new ApiException(res.statusCode ?? 0, `watch ${url.pathname}: HTTP ${res.statusCode}`, body, {}));
-        });
-      });
-      // A connection whose peer vanished (node cut off) is noticed by TCP keepalive
-      // even before the idle limit.
-      req.on('socket', (socket) => socket.setKeepAlive(true, 30_000));
-      req.on('error', reject);
-      req.end();
-    });
-  }
-
-  #consume(res: IncomingMessage, signal: AbortSignal, onEvent: () => void): Promise<never> {
-    return new Promise<never>((_, reject) => {
-      let buffered = '';
-      let done = false;
-      let idle: NodeJS.Timeout | undefined;
-      const finish = (err: Error): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(idle);
-        signal.removeEventListener('abort', onAbort);
-        res.destroy();
-        reject(err);
-      };
-      const armIdle = (): void => {
-        clearTimeout(idle);
-        idle = setTimeout(() => finish(new Error(`the watch delivered nothing for ${this.#o.idleMs} ms`)), this.#o.idleMs);
-      };
-      const onAbort = (): void => finish(new Error('stopped'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      armIdle();
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        armIdle();
-        buffered += chunk;
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
-          if (line === '') continue;
-          try {
-            this.#event(line);
-            onEvent();
-          } catch (err) {
-            finish(err instanceof Error ? err : new Error(String(err)));
-            return;
-          }
-        }
-      });
-      res.on('end', () => finish(new WatchEnded('the server ended the watch')));
-      res.on('error', (err) => finish(err));
-      res.on('close', () => finish(new Error('the watch connection closed')));
-    });
-  }
-
-  #event(line: string): void {
-    const event = JSON.parse(line) as { type?: string; object?: Record<string, unknown> };
-    const object = event.object ?? {};
-    if (event.type === 'ERROR') {
-      const code = typeof object.code === 'number' ? object.code : 500;
-      throw new ApiException(code, `watch error: ${typeof object.message === 'string' ? object.message : code}`, JSON.stringify(object), {});
-    }
-    const rv = (object.metadata as { resourceVersion?: unknown } | undefined)?.resourceVersion;
-    if (typeof rv === 'string' && rv !== '') this.#resourceVersion = rv;
-    this.stats.events++;
-    if (event.type === 'BOOKMARK') return;
-    const node = asBalancerNode(object);
-    if (node === undefined || node.metadata.name !== this.#o.nodeName) return;
-    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#o.onObject(node, 'event');
-    else if (event.type === 'DELETED') this.#o.onObject(undefined, 'event');
-    else throw new Error(`unknown watch event type ${String(event.type)}`);
-  }
-}
 
 // ── the agent in Kubernetes mode ───────────────────────────────────────────────
 
@@ -544,8 +299,8 @@ export type KubernetesAgentOptions = {
   readonly resyncMs?: number;
   /** First re-check of pending decap duties; doubles up to resyncMs while nothing appears. Default 2 s. */
   readonly pendingRetryMs?: number;
-  /** Watch restarts and failed syncs back off like this. */
-  readonly backoff?: Backoff;
+  /** Watch restarts and failed syncs back off like this. Default 500 ms doubling up to 30 s. */
+  readonly backoff?: BackoffOptions;
   /** Replace a watch that delivered nothing for this long. Default 150 s (bookmarks come every minute). */
   readonly watchIdleMs?: number;
   /** Server-side watch timeout; default random in [300, 600) s per watch. */
@@ -591,11 +346,11 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
   readonly nodeName: string;
   readonly resolver: PodNetnsResolver;
   readonly #log: Logger;
-  readonly #api: CustomObjectsApi;
-  readonly #watch: OwnObjectWatch;
+  readonly #client: KubeClient;
+  readonly #watch: Informer<BalancerNodeObject>;
   readonly #resyncMs: number;
   readonly #pendingRetryMs: number;
-  readonly #backoff: Backoff;
+  readonly #backoff: BackoffOptions;
   readonly #conflictRetries: number;
   readonly #statusWrites: Counter<'outcome'>;
   readonly #pendingGauge: Gauge;
@@ -636,10 +391,10 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
     this.nodeName = options.nodeName;
     this.resolver = resolver;
     this.#log = log;
-    this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#client = agentClient(options.kubeConfig);
     this.#resyncMs = options.resyncMs ?? 60_000;
     this.#pendingRetryMs = options.pendingRetryMs ?? 2_000;
-    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.#backoff = options.backoff ?? AGENT_BACKOFF;
     this.#conflictRetries = options.statusConflictRetries ?? 5;
     const registers = [agent.metrics.registry];
     const watchRestarts = new Counter({
@@ -659,22 +414,30 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
       help: 'Decap duties whose pod has no network namespace on this node yet',
       registers,
     });
-    const timeout = options.watchTimeoutSeconds;
-    this.#watch = new OwnObjectWatch({
-      kubeConfig: options.kubeConfig,
-      api: this.#api,
-      nodeName: options.nodeName,
+    // Only this node's object. A list replaces whatever was known (the object, or its
+    // absence); the watch's events are the next changes in order.
+    this.#watch = new Informer<BalancerNodeObject>({
+      client: this.#client,
+      type: BALANCER_NODES,
       log,
+      fieldSelector: `metadata.name=${options.nodeName}`,
       backoff: this.#backoff,
       idleMs: options.watchIdleMs ?? 150_000,
-      timeoutSeconds: timeout !== undefined ? () => timeout : () => 300 + Math.floor(Math.random() * 300),
-      onObject: (obj, source) => this.#observed(obj, source),
+      ...(options.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
+      onListed: () => this.#observed(this.#watch.get(this.nodeName), 'list'),
       onRestart: (reason) => watchRestarts.inc({ reason }),
+    });
+    this.#watch.on((event) => {
+      if (event.source === 'watch') this.#observed(event.type === 'deleted' ? undefined : event.object, 'event');
     });
   }
 
   get stats(): KubernetesAgentStats {
-    return { ...this.#watch.stats, statusWrites: this.#statusWriteCount, statusConflicts: this.#statusConflictCount, syncs: this.#syncCount };
+    const { lists, watches, events, relistsAfterGone, restartsAfterError } = this.#watch.stats;
+    return {
+      lists, watches, events, relistsAfterExpired: relistsAfterGone, restartsAfterError,
+      statusWrites: this.#statusWriteCount, statusConflicts: this.#statusConflictCount, syncs: this.#syncCount,
+    };
   }
 
   /** The BalancerNode as last seen (undefined: none, or not read yet). */
@@ -744,6 +507,7 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
     clearTimeout(this.#retryTimer);
     await this.#watch.stop();
     await this.#draining;
+    this.#client.close();
     await this.agent.stop();
   }
 
@@ -793,7 +557,7 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
         // later — only the status write when programming got through (an API outage
         // must not rerun every pod's decap check at each retry).
         const delayMs = backoffDelay(this.#failures++, this.#backoff);
-        this.#log.error({ ...apiFields(err), delayMs }, 'sync failed; retrying after backoff');
+        this.#log.error({ ...errorFields(err), delayMs }, 'sync failed; retrying after backoff');
         status = { outcome: 'failed', error: err instanceof Error ? err.message : String(err) };
         const again: SyncTrigger = program && programming === undefined ? 'retry' : 'status';
         clearTimeout(this.#retryTimer);
@@ -971,9 +735,7 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
         throw new FulcrumError('ERR_INTERNAL', `the status the agent made is invalid: ${z.prettifyError(checked.error)}`, { cause: checked.error });
       }
       try {
-        const answer = asBalancerNode(await this.#api.replaceClusterCustomObjectStatus({
-          ...API, name: this.nodeName, body: statusWriteBody(obj, wanted), fieldManager: FIELD_MANAGER,
-        }));
+        const answer = asBalancerNode(await this.#client.replace(BALANCER_NODES, statusWriteBody(obj, wanted), 'status', { fieldManager: FIELD_MANAGER }));
         this.#statusWriteCount++;
         this.#statusWrites.inc({ outcome: 'written' });
         const rv = answer?.metadata.resourceVersion;
@@ -989,14 +751,13 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
         this.#log.debug({ attempt, observedGeneration: wanted.observedGeneration }, 'status written');
         return { outcome: 'written', attempts: attempt };
       } catch (err) {
-        const code = apiCode(err);
-        if (code === 404) {
+        if (isApiError(err, 404)) {
           this.#log.info('the BalancerNode is gone; no status written');
           this.#latest = undefined;
           this.#awaitingEcho = undefined;
           return { outcome: 'absent' };
         }
-        if (code !== 409) {
+        if (!isApiError(err, 409)) {
           this.#statusWrites.inc({ outcome: 'failed' });
           throw err;
         }
@@ -1016,13 +777,13 @@ export class KubernetesAgent extends EventEmitter<{ sync: [SyncReport] }> {
   /** GET the object (after a conflict); it replaces what the watch said, being newer. */
   async #read(): Promise<BalancerNodeObject | undefined> {
     try {
-      const fresh = asBalancerNode(await this.#api.getClusterCustomObject({ ...API, name: this.nodeName }));
+      const fresh = asBalancerNode(await this.#client.get(BALANCER_NODES, this.nodeName));
       this.#latest = fresh;
       this.#awaitingEcho = undefined;
       if (fresh !== undefined && specKey(fresh) !== this.#handledSpec) this.#trigger('spec');
       return fresh;
     } catch (err) {
-      if (apiCode(err) === 404) {
+      if (isApiError(err, 404)) {
         this.#latest = undefined;
         this.#awaitingEcho = undefined;
         return undefined;
@@ -1046,12 +807,12 @@ export function startFailureReason(err: unknown): 'BpffsUnavailable' | 'AttachFa
  * status is left as it is (the previous agent's pins may still be forwarding).
  */
 async function reportStartFailure(kc: KubeConfig, nodeName: string, err: unknown, log: Logger): Promise<void> {
-  const api = kc.makeApiClient(CustomObjectsApi);
+  const client = agentClient(kc);
   const reason = startFailureReason(err);
   const message = clip(err instanceof Error ? err.message : String(err), MAX_ERROR_LENGTH);
   const attempt = async (): Promise<void> => {
     for (let i = 0; i < 3; i++) {
-      const obj = asBalancerNode(await api.getClusterCustomObject({ ...API, name: nodeName }));
+      const obj = asBalancerNode(await client.get(BALANCER_NODES, nodeName));
       if (obj === undefined) return;
       const parsed = BalancerNodeStatus.safeParse(obj.status ?? {});
       const previous = parsed.success ? parsed.data : {};
@@ -1068,19 +829,25 @@ async function reportStartFailure(kc: KubeConfig, nodeName: string, err: unknown
         agentVersion: FULCRUM_VERSION,
       };
       try {
-        await api.replaceClusterCustomObjectStatus({ ...API, name: nodeName, body: statusWriteBody(obj, status), fieldManager: FIELD_MANAGER });
+        await client.replace(BALANCER_NODES, statusWriteBody(obj, status), 'status', { fieldManager: FIELD_MANAGER });
         return;
       } catch (e) {
-        if (apiCode(e) !== 409) throw e;
+        if (!isApiError(e, 409)) throw e;
       }
     }
   };
   try {
     await Promise.race([attempt(), sleep(10_000).then(() => { throw new Error('no answer within 10 s'); })]);
   } catch (reportErr) {
-    if (apiCode(reportErr) === 404) return;
-    log.warn(apiFields(reportErr), 'could not report the start failure on the BalancerNode');
+    if (isApiError(reportErr, 404)) return;
+    log.warn(errorFields(reportErr), 'could not report the start failure on the BalancerNode');
+  } finally {
+    client.close();
   }
+}
+
+function agentClient(kc: KubeConfig): KubeClient {
+  return new KubeClient(kc, { userAgent: `fulcrum-agent/${FULCRUM_VERSION}` });
 }
 
 /**

@@ -18,7 +18,8 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import type { ControlPlane } from './control-plane.ts';
 import { RESOURCES, type KubeObject, type Pod } from '../operator/kinds.ts';
-import { KubeClient, isApiError, resourcePath } from '../operator/kube.ts';
+import { KubeClient, resourcePath } from '../shared/kube/client.ts';
+import { isApiError } from '../shared/kube/errors.ts';
 import { FulcrumError } from '../shared/errors.ts';
 
 /** The kubelet's defaults: --node-lease-duration-seconds, the lease renew interval, nodeStatusReportFrequency. */

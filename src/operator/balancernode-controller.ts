@@ -15,13 +15,13 @@ import { placeNode, touchedNodes, vipContribution } from './compute/nodes.ts';
 import type { VipContribution } from './compute/nodes.ts';
 import { nodeView } from './compute/programmed.ts';
 import { placement } from './compute/vip.ts';
-import type { InformerEvent } from './informer.ts';
+import type { InformerEvent } from '../shared/kube/informer.ts';
 import { objectKey } from './kinds.ts';
 import type { EndpointSlice, Node, Pod } from './kinds.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { DONE, WorkQueue, requeue } from './queue.ts';
 import type { ReconcileResult } from './queue.ts';
-import type { BackoffOptions } from './informer.ts';
+import type { BackoffOptions } from '../shared/kube/informer.ts';
 import { stableStringify } from './status.ts';
 import type { BalancerNodeWriter } from './writer.ts';
 

@@ -10,11 +10,11 @@ import { decodeBalancerNodeEvent, forgetSpec, slimBalancerNode } from './balance
 import { serviceBackends } from './compute/backends.ts';
 import type { ServiceBackends } from './compute/backends.ts';
 import type { NodeInfo } from './compute/nodes.ts';
-import { Informer } from './informer.ts';
-import type { BackoffOptions, InformerEvent } from './informer.ts';
+import { Informer } from '../shared/kube/informer.ts';
+import type { BackoffOptions, InformerEvent } from '../shared/kube/informer.ts';
 import { ANNOTATIONS, RESOURCES, SERVICE_NAME_LABEL, objectKey } from './kinds.ts';
 import type { EndpointSlice, KubeObject, Namespace, Node, Pod, ResourceType, Service } from './kinds.ts';
-import type { KubeClient } from './kube.ts';
+import type { KubeClient } from '../shared/kube/client.ts';
 
 /** owner → targets, and target → owners (e.g. slice → service, service → slices). */
 export class Index {

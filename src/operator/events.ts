@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../shared/logging.ts';
 import { RESOURCES, apiVersionOf } from './kinds.ts';
 import type { KubeObject, ResourceType } from './kinds.ts';
-import type { KubeClient } from './kube.ts';
+import type { KubeClient } from '../shared/kube/client.ts';
 import type { Reason } from './reasons.ts';
 import { microTimeNow } from './status.ts';
 

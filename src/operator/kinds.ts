@@ -4,14 +4,9 @@
 // fields newer than a model survive a read-modify-write.
 
 import { ANNOTATIONS, API_VERSION, BALANCER_NODE_LABEL, GROUP, LOAD_BALANCER_CLASS, VERSION } from '../shared/api/index.ts';
+import type { KubeObject, ResourceType } from '../shared/kube/objects.ts';
 
-export interface ResourceType {
-  readonly group: string; // '' = core
-  readonly version: string;
-  readonly plural: string;
-  readonly kind: string;
-  readonly namespaced: boolean;
-}
+export type { KubeObject, ObjectMeta, OwnerReference, ResourceType } from '../shared/kube/objects.ts';
 
 export { ANNOTATIONS, API_VERSION, GROUP, LOAD_BALANCER_CLASS, VERSION };
 export const FINALIZER = 'fulcrum.dev/cleanup';
@@ -39,36 +34,6 @@ export function apiVersionOf(rt: ResourceType): string {
 }
 
 // ------------------------------------------------------------------ wire shapes
-
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
-
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: OwnerReference[];
-  finalizers?: string[];
-  managedFields?: unknown;
-}
-
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: ObjectMeta;
-}
 
 export interface LabelSelectorRequirement {
   key: string;

@@ -19,8 +19,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logging.ts';
 import { RESOURCES } from './kinds.ts';
 import type { Lease } from './kinds.ts';
-import { isApiError, resourcePath } from './kube.ts';
-import type { KubeClient } from './kube.ts';
+import { resourcePath } from '../shared/kube/client.ts';
+import { isApiError } from '../shared/kube/errors.ts';
+import type { KubeClient } from '../shared/kube/client.ts';
 import { microTimeNow } from './status.ts';
 
 export interface LeaderElectionOptions {

@@ -1,7 +1,7 @@
 // The operator's Prometheus metrics, on a registry of its own (several operators can run
 // in one test process). Label values are the literals of reasons.ts.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Informer } from './informer.ts';
+import type { Informer } from '../shared/kube/informer.ts';
 import type { KubeObject } from './kinds.ts';
 import type { QueueObserver } from './queue.ts';
 import type { ReconcileOutcome, WriteOutcome } from './reasons.ts';

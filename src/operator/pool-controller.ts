@@ -9,10 +9,10 @@ import { overlappingPools, parseRanges, poolUsage, resolveClaims } from './compu
 import type { Claim, PoolInput } from './compute/allocate.ts';
 import { claimOf } from './compute/vip.ts';
 import type { EventRecorder } from './events.ts';
-import type { BackoffOptions, InformerEvent } from './informer.ts';
+import type { BackoffOptions, InformerEvent } from '../shared/kube/informer.ts';
 import { RESOURCES } from './kinds.ts';
 import { mergePatchTo, withResourceVersion } from './merge-patch.ts';
-import type { KubeClient } from './kube.ts';
+import type { KubeClient } from '../shared/kube/client.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { DONE, WorkQueue } from './queue.ts';
 import type { ReconcileResult } from './queue.ts';

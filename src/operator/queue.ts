@@ -11,8 +11,8 @@
 // collapsing ten events into one run loses nothing.
 import PQueue from 'p-queue';
 import type { Logger } from '../shared/logging.ts';
-import { backoffDelay } from './informer.ts';
-import type { BackoffOptions } from './informer.ts';
+import { backoffDelay } from '../shared/kube/informer.ts';
+import type { BackoffOptions } from '../shared/kube/informer.ts';
 import type { ReconcileOutcome } from './reasons.ts';
 
 /** What a reconcile asks of the queue. */

@@ -16,12 +16,13 @@ import type { BalancerNode } from './api.ts';
 import { rememberSpec, specKnowledge } from './balancernode-cache.ts';
 import type { PlacedNode } from './compute/nodes.ts';
 import { nodeView } from './compute/programmed.ts';
-import type { Informer } from './informer.ts';
+import type { Informer } from '../shared/kube/informer.ts';
 import { API_VERSION, MANAGED_BY, RESOURCES } from './kinds.ts';
 import type { OwnerReference } from './kinds.ts';
 import { topLevelFields } from './json-scan.ts';
-import { isApiError, resourcePath, withoutManagedFields } from './kube.ts';
-import type { KubeClient } from './kube.ts';
+import { resourcePath, withoutManagedFields } from '../shared/kube/client.ts';
+import { isApiError } from '../shared/kube/errors.ts';
+import type { KubeClient } from '../shared/kube/client.ts';
 import type { WriteOutcome } from './reasons.ts';
 
 export interface NodeRef {

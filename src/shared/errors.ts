@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_DESIRED_STATE'   // desired state is invalid or cannot be programmed
   | 'ERR_NETNS'           // entering or changing a network namespace failed
   | 'ERR_BPFFS'           // the pin root is not on a BPF filesystem (and it could not be mounted)
+  | 'ERR_KUBE_API'        // a Kubernetes API call failed (KubeApiError: HTTP code and reason)
   | 'ERR_INTERNAL';
 
 export class FulcrumError extends Error {

@@ -11,7 +11,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BalancerNodeStatus } from '../../src/shared/api/balancer-node.ts';
 import {
-  asBalancerNode, backoffDelay, canonicalJson, clip, programmingFacts, sameStatus, startFailureReason, statusFromFacts, statusWriteBody,
+  asBalancerNode, canonicalJson, clip, programmingFacts, sameStatus, startFailureReason, statusFromFacts, statusWriteBody,
   type ProgrammingFacts, type StatusFacts,
 } from '../../src/agent/kubernetes.ts';
 import {
@@ -208,17 +208,11 @@ test('a balancer failure keeps observedGeneration and the VIPs; a decap-only fai
   assert.deepEqual(d.errors, ['ERR_NETNS pod shop/web-1: eth0 does not exist in the pod']);
 });
 
-test('start failures map to BpffsUnavailable, AttachFailed or LoadFailed; backoff stays within its bounds', () => {
+test('start failures map to BpffsUnavailable, AttachFailed or LoadFailed', () => {
   assert.equal(startFailureReason(new FulcrumError('ERR_BPFFS', 'x')), 'BpffsUnavailable');
   assert.equal(startFailureReason(new FulcrumError('ERR_BPF_ATTACH', 'x')), 'AttachFailed');
   assert.equal(startFailureReason(new FulcrumError('ERR_BPF_VERIFIER', 'x')), 'LoadFailed');
   assert.equal(startFailureReason(new Error('x')), 'LoadFailed');
-  const b = { initialMs: 100, maxMs: 1000 };
-  assert.equal(backoffDelay(0, b, () => 0), 50);
-  assert.equal(backoffDelay(0, b, () => 1), 100);
-  assert.equal(backoffDelay(3, b, () => 1), 800);
-  assert.equal(backoffDelay(50, b, () => 1), 1000);
-  assert.equal(backoffDelay(50, b, () => 0), 500);
 });
 
 test('objects are kept without managedFields; a status write carries the status and the preconditions only', () => {

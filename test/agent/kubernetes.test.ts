@@ -259,14 +259,16 @@ class HeldStatusWrite extends KubeConfig {
     return { held: heldPromise, release };
   }
 
-  override async applySecurityAuthentication(context: Parameters<KubeConfig['applySecurityAuthentication']>[0]): Promise<void> {
+  // The agent's client asks for credentials with the request's method and path in hand.
+  override async applyToHTTPSOptions(opts: Parameters<KubeConfig['applyToHTTPSOptions']>[0]): Promise<void> {
     const armed = this.#armed;
-    if (armed !== undefined && context.getHttpMethod() === 'PUT' && new URL(context.getUrl()).pathname.endsWith('/status')) {
+    const request = opts as { method?: string; path?: string };
+    if (armed !== undefined && request.method === 'PUT' && (request.path ?? '').split('?')[0]!.endsWith('/status')) {
       this.#armed = undefined;
       armed.held();
       await armed.release;
     }
-    await super.applySecurityAuthentication(context);
+    await super.applyToHTTPSOptions(opts);
   }
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BalancerNode, LoadBalancerVip, VipPool } from '../../src/operator/api.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
-import { isApiError } from '../../src/operator/kube.ts';
+import { isApiError } from '../../src/shared/kube/errors.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import type { Env } from './harness.ts';
 import {

@@ -22,7 +22,8 @@ import type { BalancerNode, LoadBalancerVip, VipPool } from '../../src/operator/
 import { vipKey } from '../../src/shared/desired-state.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
 import type { Condition, EndpointSlice, KubeObject, Node, Pod, Service } from '../../src/operator/kinds.ts';
-import { KubeClient, isApiError } from '../../src/operator/kube.ts';
+import { KubeClient } from '../../src/shared/kube/client.ts';
+import { isApiError } from '../../src/shared/kube/errors.ts';
 import { Operator } from '../../src/operator/operator.ts';
 import type { OperatorOptions } from '../../src/operator/operator.ts';
 

@@ -1,9 +1,7 @@
-// The controller machinery on its own: work queue, backoff, conditions.
+// The controller machinery on its own: work queue, conditions, merge patches.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backoffDelay } from '../../src/operator/informer.ts';
 import { topLevelFields } from '../../src/operator/json-scan.ts';
-import { withoutManagedFields } from '../../src/operator/kube.ts';
 import { finalizerPatch, mergePatchTo, withResourceVersion } from '../../src/operator/merge-patch.ts';
 import { DONE, WorkQueue, requeue } from '../../src/operator/queue.ts';
 import type { ReconcileResult } from '../../src/operator/queue.ts';
@@ -100,17 +98,6 @@ describe('work queue', () => {
   });
 });
 
-describe('backoff', () => {
-  it('grows exponentially with jitter in [d/2, d], capped', () => {
-    const opts = { initialMs: 100, maxMs: 1000 };
-    assert.equal(backoffDelay(0, opts, () => 0), 50);
-    assert.equal(backoffDelay(0, opts, () => 1), 100);
-    assert.equal(backoffDelay(3, opts, () => 1), 800);
-    assert.equal(backoffDelay(10, opts, () => 1), 1000);
-    assert.equal(backoffDelay(10, opts, () => 0), 500);
-  });
-});
-
 describe('conditions', () => {
   const t1 = () => '2026-01-01T00:00:00Z';
   const t2 = () => '2026-01-02T00:00:00Z';
@@ -180,11 +167,5 @@ describe('merge patches', () => {
     assert.deepEqual(finalizerPatch({ finalizers: ['other', 'x/y'], resourceVersion: '6' }, 'x/y', false), { metadata: { finalizers: ['other'], resourceVersion: '6' } });
     assert.deepEqual(finalizerPatch({ finalizers: ['x/y'], resourceVersion: '6' }, 'x/y', false), { metadata: { finalizers: null, resourceVersion: '6' } });
     assert.equal(finalizerPatch({ finalizers: ['other'] }, 'x/y', false), undefined);
-  });
-
-  it('drops managedFields from answers: objects and list items', () => {
-    const answer = { metadata: { name: 'a', managedFields: [{ manager: 'm' }] }, items: [{ metadata: { name: 'b', managedFields: [] } }] };
-    assert.deepEqual(withoutManagedFields(answer), { metadata: { name: 'a' }, items: [{ metadata: { name: 'b' } }] });
-    assert.equal(withoutManagedFields(undefined), undefined);
   });
 });

@@ -11,7 +11,8 @@ import { ControlPlane } from '../../src/lab/control-plane.ts';
 import { FULCRUM_NAMESPACE, installFulcrum } from '../../src/lab/install.ts';
 import type { FulcrumIdentities } from '../../src/lab/install.ts';
 import { RESOURCES } from '../../src/operator/kinds.ts';
-import { KubeClient, isApiError } from '../../src/operator/kube.ts';
+import { KubeClient } from '../../src/shared/kube/client.ts';
+import { isApiError } from '../../src/shared/kube/errors.ts';
 import { REPO_ROOT, START_TIMEOUT_MS, STOP_TIMEOUT_MS, TEST_TIMEOUT_MS, kubeConfigFrom } from './harness.ts';
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };

@@ -1,43 +1,14 @@
-// A small JSON client for the Kubernetes API on top of client-node's KubeConfig (which
-// owns credentials: certificates, tokens, exec plugins, TLS settings). Objects travel as
-// the wire JSON, for built-ins and custom resources alike; errors carry the API's
-// metav1.Status (code, reason) so callers can branch on 404 / 409 / 410.
+// The one Kubernetes client of the operator and the agent: a small JSON client on top of
+// client-node's KubeConfig (which owns credentials: certificates, tokens, exec plugins,
+// TLS settings). Objects travel as the wire JSON, for built-ins and custom resources
+// alike; every failure is a KubeApiError (ERR_KUBE_API) carrying the HTTP code and the
+// API's metav1.Status reason, so callers can branch on 404 / 409 / 410.
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject, ResourceType } from './kinds.ts';
-
-export interface ApiStatus {
-  kind?: 'Status';
-  code?: number;
-  reason?: string;
-  message?: string;
-  details?: unknown;
-}
-
-/** A failed API call: `code` is the HTTP status, 0 when the request never got an answer. */
-export class KubeApiError extends Error {
-  readonly code: number;
-  readonly reason: string;
-  readonly status: ApiStatus | undefined;
-
-  constructor(code: number, reason: string, message: string, status?: ApiStatus, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KubeApiError';
-    this.code = code;
-    this.reason = reason;
-    this.status = status;
-  }
-}
-
-export function isApiError(err: unknown, code?: number): err is KubeApiError {
-  return err instanceof KubeApiError && (code === undefined || err.code === code);
-}
-
-export const isNotFound = (err: unknown): boolean => isApiError(err, 404);
-export const isConflict = (err: unknown): boolean => isApiError(err, 409);
-export const isGone = (err: unknown): boolean => isApiError(err, 410);
+import { KubeApiError, type ApiStatus } from './errors.ts';
+import type { KubeObject, ResourceType } from './objects.ts';
 
 export interface ListResult<T> {
   items: T[];
@@ -61,6 +32,9 @@ export interface RequestOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
 }
+
+/** TCP keepalive probes on a watch's socket start after this much silence. */
+const STREAM_KEEPALIVE_MS = 30_000;
 
 export function resourcePath(rt: ResourceType, namespace?: string, name?: string, subresource?: string): string {
   let path = rt.group === '' ? `/api/${rt.version}` : `/apis/${rt.group}/${rt.version}`;
@@ -119,9 +93,12 @@ export class KubeClient {
     throw errorFrom(code, bytes.toString('utf8'), `${method} ${path}`);
   }
 
-  /** A streaming GET (watch): the response once the status line says 200. */
+  /**
+   * A streaming GET (watch): the response once the status line says 200. No request
+   * timeout (the reader owns an idle limit); TCP keepalive notices a peer that vanished.
+   */
   async stream(path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
-    const res = await this.send('GET', path, { ...options, timeoutMs: 0 });
+    const res = await this.send('GET', path, { ...options, timeoutMs: 0, keepAliveMs: STREAM_KEEPALIVE_MS });
     const code = res.statusCode ?? 0;
     if (code === 200) return res;
     const text = await readBody(res);
@@ -155,9 +132,14 @@ export class KubeClient {
     return this.request<T>('POST', resourcePath(rt, namespace ?? body.metadata.namespace), { body });
   }
 
-  /** PUT: optimistic concurrency through body.metadata.resourceVersion (409 when stale). */
-  replace<T extends KubeObject>(rt: ResourceType, body: T, subresource?: string): Promise<T> {
-    return this.request<T>('PUT', resourcePath(rt, body.metadata.namespace, body.metadata.name, subresource), { body });
+  /**
+   * PUT: optimistic concurrency through body.metadata.resourceVersion (409 when stale;
+   * a metadata.uid other than the stored one is a 409 too).
+   */
+  replace<T extends KubeObject>(rt: ResourceType, body: T, subresource?: string, options: { fieldManager?: string } = {}): Promise<T> {
+    return this.request<T>('PUT', resourcePath(rt, body.metadata.namespace, body.metadata.name, subresource), {
+      body, ...(options.fieldManager !== undefined ? { query: { fieldManager: options.fieldManager } } : {}),
+    });
   }
 
   patch<T extends KubeObject>(rt: ResourceType, name: string, namespace: string | undefined, patch: unknown, options: { type?: PatchType; subresource?: string } = {}): Promise<T> {
@@ -174,15 +156,16 @@ export class KubeClient {
 
   // ---------------------------------------------------------------- transport
 
-  private async send(method: string, path: string, options: RequestOptions): Promise<IncomingMessage> {
+  private async send(method: string, path: string, options: RequestOptions & { keepAliveMs?: number }): Promise<IncomingMessage> {
     if (method !== 'GET' && this.writeGate !== undefined) {
       const refused = this.writeGate();
       if (refused !== undefined) throw new KubeApiError(0, 'LeaseNotHeld', `${method} ${path}: not sent: ${refused}`);
     }
     const url = new URL(this.server.toString().replace(/\/$/, '') + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
-    // client-node fills in TLS material and credentials (refreshing tokens as needed).
-    const opts: https.RequestOptions = { headers: {} };
+    // client-node fills in TLS material and credentials (refreshing tokens as needed);
+    // method and path tell a KubeConfig subclass (tests) which request it is.
+    const opts: https.RequestOptions = { method, path: url.pathname + url.search, headers: {} };
     await this.kc.applyToHTTPSOptions(opts);
     const headers: Record<string, string> = {
       ...(opts.headers as Record<string, string>),
@@ -205,6 +188,8 @@ export class KubeClient {
         ...(url.protocol === 'https:' ? { ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized ?? true, servername: opts.servername } : {}),
         ...(options.signal !== undefined ? { signal: options.signal } : {}),
       }, resolve);
+      const keepAliveMs = options.keepAliveMs;
+      if (keepAliveMs !== undefined) req.on('socket', (socket) => socket.setKeepAlive(true, keepAliveMs));
       if (timeoutMs > 0) {
         req.setTimeout(timeoutMs, () => req.destroy(new KubeApiError(0, 'Timeout', `${method} ${path}: no answer within ${timeoutMs} ms`)));
       }
@@ -217,7 +202,7 @@ export class KubeClient {
 
 /**
  * Drops metadata.managedFields from an answer (an object, or a list's items): the
- * operator never reads them, they can outweigh the object, and a copy that keeps them
+ * operator and the agent never read them, they can outweigh the object, and a copy that keeps them
  * would send them back on the next write, overwriting the server's record of who owns
  * which field.
  */

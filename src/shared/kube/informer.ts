@@ -1,19 +1,27 @@
-// List-then-watch with a local cache: the operator's only way of reading the cluster.
+// List-then-watch with a local cache: how the operator reads the cluster, and how the
+// agent reads its own BalancerNode (one object, by fieldSelector).
 //
 // - List first (every page), replace the cache, tell handlers what changed; then watch
 //   from the list's resourceVersion.
-// - 410 Gone (in the stream or on the request) → relist at once: the history we would
-//   resume from is gone, and only a fresh list can say what changed meanwhile.
+// - 410 Gone on a watch (in the stream or on the request) → relist at once: the history
+//   we would resume from is gone, and only a fresh list can say what changed meanwhile.
+//   A list that answers 410 (an expired continue token) is retried with backoff, so a
+//   server that keeps answering so is not hammered.
 // - Any other failure (connection reset, 5xx, timeout) → restart with jittered
 //   exponential backoff, resuming from the last resourceVersion seen. client-node's own
 //   informer stops after such errors; this loop owns the restart.
-// - A watch the server ends cleanly (its timeout) resumes at once.
+// - A watch the server ends cleanly (its timeout, 5–10 minutes) resumes at once.
+// - A connection that died silently is noticed: TCP keepalive on the socket (the
+//   client's stream), and an idle limit — a watch that delivers nothing, not even a
+//   bookmark (the server sends one about every minute), for idleMs is replaced. Not
+//   client-node's Watch, whose 30 s idle abort would reconnect every quiet watch twice
+//   a minute.
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../shared/logging.ts';
-import type { KubeObject, ResourceType } from './kinds.ts';
-import { KubeApiError, isApiError, resourcePath } from './kube.ts';
-import type { KubeClient } from './kube.ts';
+import { errorFields, type Logger } from '../logging.ts';
+import { resourcePath, type KubeClient } from './client.ts';
+import { KubeApiError, isApiError } from './errors.ts';
+import type { KubeObject, ResourceType } from './objects.ts';
 
 export type InformerEventType = 'added' | 'updated' | 'deleted';
 
@@ -22,6 +30,8 @@ export interface InformerEvent<T> {
   object: T;
   /** The cached object this one replaces (updated, and deleted when known). */
   old?: T;
+  /** A list (a consistent read replacing the cache) or the watch (the next change in order). */
+  source: 'list' | 'watch';
 }
 
 export type InformerHandler<T> = (event: InformerEvent<T>) => void;
@@ -43,8 +53,14 @@ export interface InformerOptions<T> {
   transform?: (obj: T) => T;
   /** Decodes a watch line (UTF-8; default JSON.parse), e.g. to skip parts already known. */
   decode?: (line: Buffer) => { type: string; object: T };
-  /** Server-side watch timeout: a connection that died silently is replaced within this. */
+  /** Server-side watch timeout; default random in [300, 600) s per watch. */
   watchTimeoutSeconds?: number;
+  /** A watch that delivers nothing (not even a bookmark) for this long is replaced. Default 150 s. */
+  idleMs?: number;
+  /** Called after every complete list, once its events were handled. */
+  onListed?: () => void;
+  /** Called on every restart: expired (410, relisting) or error (backing off). */
+  onRestart?: (reason: 'expired' | 'error') => void;
 }
 
 export interface InformerStats {
@@ -56,6 +72,7 @@ export interface InformerStats {
 }
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 30_000 };
+export const DEFAULT_WATCH_IDLE_MS = 150_000;
 
 /** Exponential backoff with jitter: a delay in [d/2, d] where d = min(max, initial·2^attempt). */
 export function backoffDelay(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {
@@ -152,20 +169,27 @@ export class Informer<T extends KubeObject> {
 
   private async loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      let listing = false;
       try {
-        if (this.resourceVersion === undefined) await this.relist(signal);
+        if (this.resourceVersion === undefined) {
+          listing = true;
+          await this.relist(signal);
+          listing = false;
+        }
         await this.watch(signal);
       } catch (err) {
         if (signal.aborted) return;
-        if (isApiError(err, 410)) {
+        if (isApiError(err, 410) && !listing) {
           this.stats.relistsAfterGone++;
-          this.log.info({ reason: 'Expired' }, 'watch history expired; relisting');
+          this.options.onRestart?.('expired');
+          this.log.info({ resourceVersion: this.resourceVersion }, 'the watch\'s resourceVersion expired (410); listing again');
           this.resourceVersion = undefined;
           continue;
         }
         this.stats.restartsAfterError++;
+        this.options.onRestart?.('error');
         const delay = backoffDelay(this.attempt++, this.options.backoff ?? DEFAULT_BACKOFF);
-        this.log.warn({ err: err instanceof Error ? err.message : String(err), delayMs: delay, attempt: this.attempt }, 'list/watch failed; restarting after backoff');
+        this.log.warn({ ...errorFields(err), delayMs: delay, attempt: this.attempt, during: listing ? 'list' : 'watch' }, 'list/watch failed; restarting after backoff');
         try {
           await sleep(delay, undefined, { signal });
         } catch {
@@ -188,12 +212,12 @@ export class Informer<T extends KubeObject> {
       const obj = this.prepare(raw);
       const key = cacheKey(obj.metadata.namespace, obj.metadata.name);
       seen.add(key);
-      this.store(key, obj);
+      this.store(key, obj, 'list');
     }
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
-        this.emit({ type: 'deleted', object: old, old });
+        this.emit({ type: 'deleted', object: old, old, source: 'list' });
       }
     }
     this.resourceVersion = resourceVersion;
@@ -201,6 +225,11 @@ export class Informer<T extends KubeObject> {
     if (!this.synced_) {
       this.synced_ = true;
       this.markSynced();
+    }
+    try {
+      this.options.onListed?.();
+    } catch (err) {
+      this.log.error({ err }, 'informer onListed threw');
     }
   }
 
@@ -244,16 +273,25 @@ export class Informer<T extends KubeObject> {
       // leave decoding to handleLine (which may read only part of the line).
       let pending: Buffer[] = [];
       let done = false;
+      let idle: NodeJS.Timeout | undefined;
+      const idleMs = this.options.idleMs ?? DEFAULT_WATCH_IDLE_MS;
       const finish = (err: Error): void => {
         if (done) return;
         done = true;
+        clearTimeout(idle);
         signal.removeEventListener('abort', onAbort);
         res.destroy();
         reject(err);
       };
+      const armIdle = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(() => finish(new KubeApiError(0, 'WatchIdle', `the watch delivered nothing for ${idleMs} ms`)), idleMs);
+      };
       const onAbort = (): void => finish(new KubeApiError(0, 'Aborted', 'informer stopped'));
       signal.addEventListener('abort', onAbort, { once: true });
+      armIdle();
       res.on('data', (chunk: Buffer) => {
+        armIdle();
         let from = 0;
         let nl: number;
         while ((nl = chunk.indexOf(10, from)) >= 0) {
@@ -286,14 +324,14 @@ export class Informer<T extends KubeObject> {
       case 'ADDED':
       case 'MODIFIED': {
         const prepared = this.prepare(obj);
-        this.store(cacheKey(prepared.metadata.namespace, prepared.metadata.name), prepared);
+        this.store(cacheKey(prepared.metadata.namespace, prepared.metadata.name), prepared, 'watch');
         break;
       }
       case 'DELETED': {
         const key = cacheKey(obj.metadata.namespace, obj.metadata.name);
         const old = this.cache.get(key);
         this.cache.delete(key);
-        this.emit({ type: 'deleted', object: this.prepare(obj), ...(old !== undefined ? { old } : {}) });
+        this.emit({ type: 'deleted', object: this.prepare(obj), ...(old !== undefined ? { old } : {}), source: 'watch' });
         break;
       }
       case 'BOOKMARK':
@@ -314,11 +352,11 @@ export class Informer<T extends KubeObject> {
     return this.options.transform !== undefined ? this.options.transform(stripped) : stripped;
   }
 
-  private store(key: string, obj: T): void {
+  private store(key: string, obj: T, source: 'list' | 'watch'): void {
     const old = this.cache.get(key);
     if (old !== undefined && old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
     this.cache.set(key, obj);
-    this.emit(old === undefined ? { type: 'added', object: obj } : { type: 'updated', object: obj, old });
+    this.emit(old === undefined ? { type: 'added', object: obj, source } : { type: 'updated', object: obj, old, source });
   }
 
   private emit(event: InformerEvent<T>): void {
