@@ -70,12 +70,13 @@ static __always_inline __u8 gue_inner_family(void *inner, void *data_end, __u32 
 	struct iphdr *iph = inner;
 	struct ipv6hdr *ip6 = inner;
 
-	if ((void *)(iph + 1) <= data_end && iph->version == 4) {
-		if (iph->ihl != 5 || !fills_room(bpf_ntohs(iph->tot_len), room) || ipv4_header_csum(iph) != 0)
+	if (room >= IPV4_HLEN && (void *)(iph + 1) <= data_end && iph->version == 4) {
+		if (iph->ihl != 5 || bpf_ntohs(iph->tot_len) < IPV4_HLEN || !fills_room(bpf_ntohs(iph->tot_len), room) ||
+		    ipv4_header_csum(iph) != 0)
 			return 0;
 		return FAMILY_V4;
 	}
-	if ((void *)(ip6 + 1) <= data_end && ip6->version == 6) {
+	if (room >= IPV6_HLEN && (void *)(ip6 + 1) <= data_end && ip6->version == 6) {
 		if (!fills_room(bpf_ntohs(ip6->payload_len) + IPV6_HLEN, room))
 			return 0;
 		return FAMILY_V6;
@@ -98,7 +99,7 @@ static __always_inline enum tunnel_outcome find_tunnel(void *data, void *data_en
 		/* The balancer sends 20-byte headers with DF; anything else is not ours. A bad
 		 * header checksum, or a length beyond the frame, is left to the stack, which
 		 * drops it and counts it as the IP header error it is. */
-		if (iph->version != 4 || iph->ihl != 5 || (iph->frag_off & bpf_htons(0x3fff)))
+		if (iph->version != 4 || iph->ihl != 5 || iph->frag_off != IP_DF_BE)
 			return TUNNEL_NONE;
 		if (ipv4_header_csum(iph) != 0 || bpf_ntohs(iph->tot_len) < IPV4_HLEN ||
 		    bpf_ntohs(iph->tot_len) > frame_len - ETH_HLEN_)
@@ -161,15 +162,17 @@ static __always_inline int read_inner_destination(void *inner, void *data_end, _
 	if (family == FAMILY_V4) {
 		struct iphdr *iph = inner;
 
-		if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
+		/* Within the room the outer header declares, not merely within the frame: bytes
+		 * after the outer packet (padding, a trailer) are not part of it. */
+		if (inner_len < IPV4_HLEN || (void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
 			return -1;
-		if (bpf_ntohs(iph->tot_len) > inner_len)
+		if (bpf_ntohs(iph->tot_len) > inner_len || iph->ihl * 4 > bpf_ntohs(iph->tot_len))
 			return -1;
 		vip->addr[0] = iph->daddr;
 	} else {
 		struct ipv6hdr *ip6 = inner;
 
-		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+		if (inner_len < IPV6_HLEN || (void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return -1;
 		if (bpf_ntohs(ip6->payload_len) + IPV6_HLEN > inner_len)
 			return -1;
