@@ -201,9 +201,9 @@ export function uniqueBy<T>(items: readonly T[], key: (item: T) => string, ctx: 
 /**
  * The CRDs' CEL rules and these functions agree on what an address is:
  *
- * - isIP() (Kubernetes' CEL IP library; Node's net.isIP in the in-process server) with
- *   no zone ("%eth0") and no embedded dotted quad in IPv6 ("::ffff:192.0.2.1"): the
- *   real and the in-process library differ on those, so the rules exclude them;
+ * - isIP() (Kubernetes' CEL IP library, which itself refuses zones, IPv4-mapped IPv6
+ *   and leading zeros) with no zone ("%eth0") and no embedded dotted quad in IPv6
+ *   ("::ffff:192.0.2.1"), which the rules exclude in words of their own;
  * - BalancerNode addresses use IP_PATTERN instead (an OpenAPI pattern costs nothing in
  *   the CEL budget, and that kind holds up to a million of them).
  */
@@ -303,7 +303,7 @@ export type PoolEntryOutcome = { readonly kind: 'ok'; readonly range: PoolRange 
 
 const POOL_ENTRY_SYNTAX = 'must be a CIDR (192.0.2.0/28, 2001:db8::/120) or an address range FIRST-LAST (192.0.2.100-192.0.2.110)';
 
-/** The in-process server's and Kubernetes' isCIDR: an address, "/", a prefix length of the family. */
+/** Kubernetes' isCIDR, as far as the CRD's rules use it: an address, "/", a prefix length of the family. */
 function isCidrText(text: string): boolean {
   const slash = text.indexOf('/');
   if (slash < 0) return false;
