@@ -7,9 +7,17 @@
 // empty program (`floor`) is measured the same way, so results compare across
 // machines as (ns − floor).
 //
-//   npm run bench:xdp            (writes bench/out/xdp.json)
+// Side by side: with FULCRUM_BENCH_BASELINE=<git revision> the balancer of that revision
+// is built too (git archive of its bpf/, its own make) and both run the same frames,
+// scenario by scenario and round by round in alternating order, each with maps of its
+// own; the report gives each net of the floor and their ratio. A ratio from one run on
+// one machine is what compares: figures taken on another host (Katran's, say) do not.
+//
+//   npm run bench:xdp                                    (writes bench/out/xdp.json)
+//   FULCRUM_BENCH_BASELINE=0949017 npm run bench:xdp     (this build against that one)
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BpfObject } from '../src/agent/bpf/object.ts';
 import { TestRunner, XDP_PASS, XDP_TX } from '../src/agent/bpf/test-run.ts';
@@ -25,9 +33,12 @@ const RING_SIZE = 65537;
 const BACKENDS = 100;
 const CONN_TABLE = Number(process.env.FULCRUM_BENCH_CONN_TABLE ?? 4_194_304);
 
-// Katran's balancer built with its default flags, measured with this method on a
-// machine of this kind (the targets of the data-plane issue).
-const KATRAN = { floor: 43, v4_tcp_established: 121.5, v6_tcp_established: 119.5, v4_udp_established: 150.0, v4_lru_bypass: 132.5, non_vip_pass: 69.8, icmp_echo_vip: 53.7 } as const;
+const BASELINE = process.env.FULCRUM_BENCH_BASELINE;
+/** The data-plane issue's targets, as (ns − floor) of this build over the baseline's. */
+const RATIO_TARGETS: Readonly<Record<string, number>> = {
+  v4_tcp_established: 0.88, v6_tcp_established: 0.88, v4_udp_established: 0.88, v4_lru_bypass: 0.82,
+  v4_tcp_new_flow_empty: 0.75, v4_tcp_new_flow_full: 0.75, icmp_echo_vip: 0.73,
+};
 
 const LB_MAC = '02:00:00:00:00:02';
 const CLIENT_MAC = '02:00:00:00:00:01';
@@ -41,20 +52,33 @@ function main(): void {
   const floorObj = BpfObject.open(join(ROOT, 'bpf/build/floor.bpf.o'));
   floorObj.load();
   const floorFd = floorObj.programFd('floor');
-
-  const balancer = BalancerProgram.load({
-    objectPath: process.env.FULCRUM_BENCH_OBJECT ?? join(ROOT, 'bpf/build/balancer.bpf.o'),
+  const baselineDir = BASELINE === undefined ? undefined : buildBaseline(BASELINE);
+  const load = (objectPath: string) => BalancerProgram.load({
+    objectPath,
     config: { ringSize: RING_SIZE, mtu: 1500, tunnelTtl: 64, guePort: 6080, tunnelSrc4: '172.16.0.0', tunnelSrc6: 'fd00:7::', nexthopMac: '02:00:00:00:00:fe' },
     limits: { maxVips: 512, maxBackends: 4096, connTableSize: CONN_TABLE },
   });
+  const programs: Program[] = [];
   try {
-    program(balancer);
-    const results = run(balancer.progFd, floorFd, balancer);
-    report(results);
+    programs.push({ label: 'current', balancer: load(process.env.FULCRUM_BENCH_OBJECT ?? join(ROOT, 'bpf/build/balancer.bpf.o')) });
+    if (baselineDir !== undefined) programs.push({ label: `baseline ${BASELINE}`, balancer: load(join(baselineDir, 'bpf/build/balancer.bpf.o')) });
+    for (const p of programs) program(p.balancer);
+    report(run(programs, floorFd));
   } finally {
-    balancer.close();
+    for (const p of programs) p.balancer.close();
     floorObj.close();
+    if (baselineDir !== undefined) rmSync(baselineDir, { recursive: true, force: true });
   }
+}
+
+type Program = { label: string; balancer: BalancerProgram };
+
+/** bpf/ of `rev` (git archive), built with its own Makefile in a directory of its own. */
+function buildBaseline(rev: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-bench-baseline-'));
+  execFileSync('bash', ['-c', `git -C "$ROOT" archive "$REV" bpf | tar -x -C "$DIR"`], { env: { ...process.env, ROOT, REV: rev, DIR: dir } });
+  execFileSync('make', ['-s', '-C', join(dir, 'bpf')]);
+  return dir;
 }
 
 const VIP4 = '10.10.0.1';
@@ -111,7 +135,8 @@ function newFlowMutator(start: number): (buf: Buffer, i: number) => void {
   return (buf, i) => buf.writeUInt32BE((0x64400000 + ((start + i) & 0x3fffff)) >>> 0, 14 + 12);
 }
 
-type Results = { floor_ns: number; scenarios: Record<string, number>; spread: Record<string, [number, number]>; new_flow_fill: { fill_pct: number; ns: number }[] };
+type ProgramResults = { scenarios: Record<string, number>; spread: Record<string, [number, number]>; new_flow_fill: { fill_pct: number; ns: number }[] };
+type Results = { floor_ns: number; programs: { label: string; results: ProgramResults }[] };
 
 function measure(runner: TestRunner, fd: number, s: Scenario, calls: number, offset = 0): number {
   const input = Buffer.from(s.input);
@@ -125,43 +150,64 @@ function measure(runner: TestRunner, fd: number, s: Scenario, calls: number, off
   return total / calls;
 }
 
-function run(balancerFd: number, floorFd: number, balancer: BalancerProgram): Results {
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+function run(programs: readonly Program[], floorFd: number): Results {
   const runner = new TestRunner();
   const list = scenarios();
-  const fdOf = (s: Scenario) => (s.prog === 'floor' ? floorFd : balancerFd);
+  const floor = list.find((s) => s.prog === 'floor')!;
+  const balancerScenarios = list.filter((s) => s.prog === 'balancer');
   // Warm-up: fills the connection-table entries the established scenarios hit.
-  for (const s of list) measure(runner, fdOf(s), s, 2000);
+  measure(runner, floorFd, floor, 2000);
+  for (const p of programs) for (const s of balancerScenarios) measure(runner, p.balancer.progFd, s, 2000);
 
-  const rounds = new Map<string, number[]>(list.map((s) => [s.name, []]));
+  const floorRounds: number[] = [];
+  const rounds = programs.map(() => new Map<string, number[]>(balancerScenarios.map((s) => [s.name, []])));
   for (let r = 0; r < ROUNDS; r++) {
-    for (const s of list) rounds.get(s.name)!.push(measure(runner, fdOf(s), s, CALLS_PER_ROUND));
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const scenariosOut: Record<string, number> = {};
-  const spread: Record<string, [number, number]> = {};
-  for (const [name, xs] of rounds) {
-    scenariosOut[name] = round1(mean(xs));
-    spread[name] = [round1(Math.min(...xs)), round1(Math.max(...xs))];
+    floorRounds.push(measure(runner, floorFd, floor, CALLS_PER_ROUND));
+    for (const s of balancerScenarios) {
+      // Alternate which program goes first, so drift within a round hits both alike.
+      const order = r % 2 === 0 ? programs.map((_, i) => i) : programs.map((_, i) => programs.length - 1 - i);
+      for (const i of order) rounds[i]!.get(s.name)!.push(measure(runner, programs[i]!.balancer.progFd, s, CALLS_PER_ROUND));
+    }
   }
 
   // New flows as the connection table fills: SYNs from ever new sources, measured in
-  // slices; the fill level is read from the table's key count at each slice's end.
+  // slices (the programs alternate slice by slice); the fill level is read from the
+  // table's key count at each slice's end.
   const newFlow: Scenario = {
     name: 'v4_tcp_new_flow', prog: 'balancer', expect: XDP_TX,
     input: frame(ipv4({ src: '100.64.0.0', dst: VIP4 }, tcp({ sport: 40000, dport: 80, flags: { syn: true }, payload }))),
   };
-  const fill: { fill_pct: number; ns: number }[] = [];
+  const fills = programs.map(() => [] as { fill_pct: number; ns: number }[]);
   const slice = Math.max(CALLS_PER_ROUND * 4, Math.floor(CONN_TABLE / 8));
   let sent = 0;
   for (let k = 0; k < 12; k++) {
-    newFlow.mutate = newFlowMutator(sent);
-    const ns = measure(runner, balancerFd, newFlow, slice);
+    for (const [i, p] of programs.entries()) {
+      newFlow.mutate = newFlowMutator(sent);
+      const ns = measure(runner, p.balancer.progFd, newFlow, slice);
+      fills[i]!.push({ fill_pct: Math.round((100 * connEntries(p.balancer)) / CONN_TABLE), ns: round1(ns) });
+    }
     sent += slice;
-    fill.push({ fill_pct: Math.round((100 * connEntries(balancer)) / CONN_TABLE), ns: round1(ns) });
   }
-  scenariosOut.v4_tcp_new_flow = round1(mean(fill.map((f) => f.ns)));
   runner.close();
-  return { floor_ns: scenariosOut.floor!, scenarios: Object.fromEntries(Object.entries(scenariosOut).filter(([n]) => n !== 'floor')), spread, new_flow_fill: fill };
+  return {
+    floor_ns: round1(mean(floorRounds)),
+    programs: programs.map((p, i) => {
+      const scenariosOut: Record<string, number> = {};
+      const spread: Record<string, [number, number]> = {};
+      for (const [name, xs] of rounds[i]!) {
+        scenariosOut[name] = round1(mean(xs));
+        spread[name] = [round1(Math.min(...xs)), round1(Math.max(...xs))];
+      }
+      const fill = fills[i]!;
+      scenariosOut.v4_tcp_new_flow = round1(mean(fill.map((f) => f.ns)));
+      // The first slice (an almost empty table) and the last (every insert evicts).
+      scenariosOut.v4_tcp_new_flow_empty = fill[0]!.ns;
+      scenariosOut.v4_tcp_new_flow_full = fill[fill.length - 1]!.ns;
+      return { label: p.label, results: { scenarios: scenariosOut, spread, new_flow_fill: fill } };
+    }),
+  };
 }
 
 function connEntries(balancer: BalancerProgram): number {
@@ -173,28 +219,38 @@ function connEntries(balancer: BalancerProgram): number {
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
 function report(r: Results): void {
-  const rows = Object.entries(r.scenarios).map(([name, ns]) => {
-    const katran = KATRAN[name as keyof typeof KATRAN];
-    const over = ns - r.floor_ns;
-    const target = katran === undefined ? undefined : 0.75 * (katran - KATRAN.floor);
-    return {
-      scenario: name,
-      ns,
-      'ns - floor': round1(over),
-      // Katran's figures come from a machine whose empty program took 43 ns; this one's
-      // floor differs run to run. A rough cross-machine view scales by the floors.
-      'scaled to floor 43': round1((over * KATRAN.floor) / r.floor_ns),
-      'round min..max': r.spread[name] ? `${r.spread[name][0]}..${r.spread[name][1]}` : '',
-      'target (<=)': target === undefined ? 'report' : round1(target),
-      met: target === undefined ? '' : over <= target ? 'yes' : 'NO',
-    };
+  const [current, baseline] = r.programs;
+  const net = (ns: number) => round1(ns - r.floor_ns);
+  const rows = Object.entries(current!.results.scenarios).map(([name, ns]) => {
+    const row: Record<string, string | number> = { scenario: name, 'ns - floor': net(ns) };
+    const spread = current!.results.spread[name];
+    if (spread) row['round min..max'] = `${spread[0]}..${spread[1]}`;
+    if (baseline !== undefined) {
+      const base = baseline.results.scenarios[name]!;
+      const ratio = Math.round((net(ns) / net(base)) * 100) / 100;
+      row['baseline ns - floor'] = net(base);
+      row.ratio = ratio;
+      const target = RATIO_TARGETS[name];
+      row['target (<=)'] = target ?? 'report';
+      row.met = target === undefined ? '' : ratio <= target ? 'yes' : 'NO';
+    }
+    return row;
   });
-  console.log(`floor (empty XDP program): ${r.floor_ns} ns; ${CALLS_PER_ROUND * ROUNDS} calls per scenario, repeat = 1`);
+  console.log(`floor (empty XDP program): ${r.floor_ns} ns; ${CALLS_PER_ROUND * ROUNDS} calls per scenario, repeat = 1` +
+    (baseline !== undefined ? `; ${current!.label} against ${baseline.label}, interleaved` : ''));
   console.table(rows);
   console.log(`v4_tcp_new_flow as the ${CONN_TABLE}-entry connection table fills (SYN from a new source each call):`);
-  console.table(r.new_flow_fill.map((f) => ({ 'table fill %': f.fill_pct, ns: f.ns, 'ns - floor': round1(f.ns - r.floor_ns) })));
+  console.table(current!.results.new_flow_fill.map((f, i) => ({
+    'table fill %': f.fill_pct, 'ns - floor': net(f.ns),
+    ...(baseline !== undefined ? { 'baseline ns - floor': net(baseline.results.new_flow_fill[i]!.ns) } : {}),
+  })));
   mkdirSync(join(ROOT, 'bench/out'), { recursive: true });
-  const out = { floor_ns: r.floor_ns, scenarios: r.scenarios, new_flow_fill: r.new_flow_fill };
+  const out = {
+    floor_ns: r.floor_ns,
+    scenarios: current!.results.scenarios,
+    new_flow_fill: current!.results.new_flow_fill,
+    ...(baseline !== undefined ? { baseline: { revision: BASELINE, scenarios: baseline.results.scenarios, new_flow_fill: baseline.results.new_flow_fill } } : {}),
+  };
   writeFileSync(join(ROOT, 'bench/out/xdp.json'), `${JSON.stringify(out, null, 2)}\n`);
   console.log('wrote bench/out/xdp.json');
 }
