@@ -14,6 +14,10 @@ import type { Logger } from '../shared/logging.ts';
 import { backoffDelay } from '../shared/kube/informer.ts';
 import type { BackoffOptions } from '../shared/kube/informer.ts';
 import type { ReconcileOutcome } from './reasons.ts';
+import { isApiError } from '../shared/kube/errors.ts';
+
+/** Conflicts in a row on one key that are logged at debug before they become a warning. */
+const CONFLICTS_BEFORE_WARNING = 3;
 
 /** What a reconcile asks of the queue. */
 export type ReconcileResult = { kind: 'done' } | { kind: 'requeue'; afterMs: number; reason: string };
@@ -151,7 +155,12 @@ export class WorkQueue {
       this.failures.set(key, attempt + 1);
       retryIn = backoffDelay(attempt, this.options.backoff ?? { initialMs: 100, maxMs: 60_000 });
       this.options.observer?.onResult('error', performance.now() - started, err);
-      this.options.log.warn({ key, attempt: attempt + 1, retryInMs: retryIn, err: err instanceof Error ? err.message : String(err) }, 'reconcile failed; retrying');
+      const fields = { key, attempt: attempt + 1, retryInMs: retryIn, err: err instanceof Error ? err.message : String(err) };
+      // A 409 is optimistic concurrency at work (writes carry the resourceVersion they were
+      // computed from; the informer may not have delivered our own last write yet): the
+      // retry starts from the fresh copy. Only a conflict that keeps coming is news.
+      if (isApiError(err, 409) && attempt < CONFLICTS_BEFORE_WARNING) this.options.log.debug(fields, 'reconcile met a conflict (409); retrying from the fresh copy');
+      else this.options.log.warn(fields, 'reconcile failed; retrying');
     } finally {
       this.running.delete(key);
     }

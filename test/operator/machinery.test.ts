@@ -6,6 +6,8 @@ import { finalizerPatch, mergePatchTo, withResourceVersion } from '../../src/ope
 import { DONE, WorkQueue, requeue } from '../../src/operator/queue.ts';
 import type { ReconcileResult } from '../../src/operator/queue.ts';
 import { setCondition, setConditions, stableStringify } from '../../src/operator/status.ts';
+import { pino } from 'pino';
+import { KubeApiError } from '../../src/shared/kube/errors.ts';
 import { testLogger } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,6 +53,27 @@ describe('work queue', () => {
     assert.equal(maxRunning, 1);
     assert.equal(runs, 2, 'one run, then one more for the adds during it');
     await q.stop();
+  });
+
+  it('logs a 409 conflict at debug until it keeps coming, then warns', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line) as { level: number; msg: string }); } });
+    let runs = 0;
+    const q = new WorkQueue({
+      name: 't', concurrency: 1, log, backoff: { initialMs: 1, maxMs: 2 },
+      handler: async () => {
+        runs++;
+        if (runs <= 5) throw new KubeApiError(409, 'Conflict', 'the object has been modified');
+        return DONE;
+      },
+    });
+    q.start();
+    q.add('k');
+    await q.idle();
+    await q.stop();
+    const retries = lines.filter((l) => /retrying/.test(l.msg));
+    assert.deepEqual(retries.map((l) => l.level), [20, 20, 20, 40, 40], 'three at debug (20), then warn (40)');
+    assert.equal(retries[0]!.msg, 'reconcile met a conflict (409); retrying from the fresh copy');
   });
 
   it('retries failures with growing backoff and forgets them after a success', async () => {
