@@ -1,7 +1,11 @@
-// The world the balancer fixtures run in: one loaded balancer with a small ring, a
-// handful of VIPs covering every encapsulation and flag, and backends of both
-// families. Fixtures name VIPs and backends from here; the runner programs it.
-import type { BalancerConfig } from '../../src/agent/bpf/abi.ts';
+// The world the balancer fixtures and the fuzz test run in: one loaded balancer with a
+// small ring, a handful of VIPs covering every encapsulation and flag, and backends of
+// both families. Fixtures name VIPs and backends from here; loadBalancerWorld programs it.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { vip4Key, vipMeta, type BalancerConfig } from '../../src/agent/bpf/abi.ts';
+import { AddressTable } from '../../src/agent/dataplane/address-table.ts';
+import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import type { TunnelConfig } from '../support/packets.ts';
 
 export const RING_SIZE = 13;
@@ -91,4 +95,49 @@ export function backendById(id: number): { id: number; address: string } {
   const found = Object.values(BACKENDS).find((b) => b.id === id);
   if (!found) throw new RangeError(`no backend ${id}`);
   return found;
+}
+
+export const PROTO = { TCP: 6, UDP: 17 } as const;
+/** The generation every world VIP is written with. */
+export const VIP_GEN = 1;
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** Writes `vip`'s ring slot by slot from `fill`; the bad-id VIP (outside the ring map) has none. */
+export function writeWorldRing(balancer: BalancerProgram, vip: WorldVip, fill: (slot: number) => number): void {
+  if (vip.id >= LIMITS.maxVips) return;
+  const ring = new Uint32Array(RING_SIZE);
+  for (let i = 0; i < RING_SIZE; i++) ring[i] = fill(i);
+  balancer.writeRing({ vipId: vip.id, ring });
+}
+
+/**
+ * Builds and loads the balancer and programs the world: backends, rings, VIP entries and
+ * the address table. Returns it with each VIP address's addr_id (the connection-table
+ * keys use it).
+ */
+export function loadBalancerWorld(): { balancer: BalancerProgram; addressIds: ReadonlyMap<string, number> } {
+  execFileSync('make', ['-s', '-C', join(ROOT, 'bpf')]);
+  const balancer = BalancerProgram.load({ objectPath: join(ROOT, 'bpf/build/balancer.bpf.o'), config: CONFIG, limits: LIMITS });
+  balancer.writeBackends(Object.values(BACKENDS));
+  const addressFlags = new Map<string, number>();
+  for (const vip of Object.values(VIPS) as WorldVip[]) {
+    writeWorldRing(balancer, vip, (slot) => ringAt(vip, slot));
+    const entry = { address: vip.address, port: vip.port, protocol: PROTO[vip.protocol], id: vip.id, flags: vip.flags, gen: VIP_GEN };
+    if (vip.id < LIMITS.maxVips) {
+      balancer.writeVip(entry);
+    } else {
+      // An id outside vip_state and the ring: only the lookup entry can hold it.
+      balancer.maps.vips_v4.update(vip4Key({ addr: vip.address, port: vip.port, proto: entry.protocol }), vipMeta({ flags: 0, vipId: vip.id, gen: VIP_GEN }));
+    }
+    const flag = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 /* uses table */ : 2 /* has bypass */;
+    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | flag);
+  }
+  const tables = { 4: new AddressTable(4, balancer.addressSlots), 6: new AddressTable(6, balancer.addressSlots) };
+  const addressIds = new Map<string, number>();
+  for (const [address, flags] of addressFlags) {
+    addressIds.set(address, addressIds.size + 1);
+    balancer.writeAddressSlots(tables[address.includes(':') ? 6 : 4].upsert(address, flags, addressIds.get(address)!));
+  }
+  return { balancer, addressIds };
 }

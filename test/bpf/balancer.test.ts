@@ -3,56 +3,22 @@
 // counter each verdict must move — every packet gets exactly one counted verdict.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { TestRunner, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/agent/bpf/test-run.ts';
-import { connValue, decodeConnValue, flow4Key, flow6Key, vip4Key, vipMeta, type Counter } from '../../src/agent/bpf/abi.ts';
+import { connValue, decodeConnValue, flow4Key, flow6Key, type Counter } from '../../src/agent/bpf/abi.ts';
 import type { BpfMap } from '../../src/agent/bpf/map.ts';
-import { AddressTable } from '../../src/agent/dataplane/address-table.ts';
 import { REASONS, type Reason } from '../../src/shared/reasons.ts';
 import { assertFramesEqual } from '../support/packets.ts';
 import { BALANCER_FIXTURES, type Fixture, type Setup } from './balancer-fixtures.ts';
-import { BACKENDS, CONFIG, LIMITS, RING_SIZE, VIPS, VIP_FLAG, ringAt, type VipName, type WorldVip } from './balancer-world.ts';
+import { BACKENDS, PROTO, VIPS, VIP_GEN, loadBalancerWorld, writeWorldRing, type VipName } from './balancer-world.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const VERDICTS = { XDP_DROP, XDP_PASS, XDP_TX } as const;
-const PROTO = { TCP: 6, UDP: 17 } as const;
-const VIP_GEN = 1;
-const addressIds = new Map<string, number>();
-
 let balancer: BalancerProgram;
+let addressIds: ReadonlyMap<string, number>;
 const runner = new TestRunner();
 
-function writeRing(vip: WorldVip, fill: (slot: number) => number): void {
-  if (vip.id * RING_SIZE >= LIMITS.maxVips * RING_SIZE) return; // the bad-id VIP has no ring
-  const ring = new Uint32Array(RING_SIZE);
-  for (let i = 0; i < RING_SIZE; i++) ring[i] = fill(i);
-  balancer.writeRing({ vipId: vip.id, ring });
-}
-
 before(() => {
-  execFileSync('make', ['-s', '-C', join(ROOT, 'bpf')]);
-  balancer = BalancerProgram.load({ objectPath: join(ROOT, 'bpf/build/balancer.bpf.o'), config: CONFIG, limits: LIMITS });
-  balancer.writeBackends(Object.values(BACKENDS));
-  const addressFlags = new Map<string, number>();
-  for (const vip of Object.values(VIPS) as WorldVip[]) {
-    writeRing(vip, (slot) => ringAt(vip, slot));
-    const entry = { address: vip.address, port: vip.port, protocol: PROTO[vip.protocol], id: vip.id, flags: vip.flags, gen: VIP_GEN };
-    if (vip.id < LIMITS.maxVips) {
-      balancer.writeVip(entry);
-    } else {
-      // An id outside vip_state and the ring: only the lookup entry can hold it.
-      balancer.maps.vips_v4.update(vip4Key({ addr: vip.address, port: vip.port, proto: entry.protocol }), vipMeta({ flags: 0, vipId: vip.id, gen: VIP_GEN }));
-    }
-    const flag = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 /* uses table */ : 2 /* has bypass */;
-    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | flag);
-  }
-  const tables = { 4: new AddressTable(4, balancer.addressSlots), 6: new AddressTable(6, balancer.addressSlots) };
-  for (const [address, flags] of addressFlags) {
-    addressIds.set(address, addressIds.size + 1);
-    balancer.writeAddressSlots(tables[address.includes(':') ? 6 : 4].upsert(address, flags, addressIds.get(address)!));
-  }
+  ({ balancer, addressIds } = loadBalancerWorld());
 });
 
 after(() => {
@@ -62,7 +28,7 @@ after(() => {
 
 function applySetup(setup: Setup): void {
   if (setup.kind === 'ring') {
-    writeRing(VIPS[setup.vip], () => BACKENDS[setup.backend].id);
+    writeWorldRing(balancer, VIPS[setup.vip], () => BACKENDS[setup.backend].id);
     return;
   }
   // bpf_ktime_get_coarse_ns runs on CLOCK_MONOTONIC, as does process.hrtime.

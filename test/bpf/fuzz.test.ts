@@ -10,13 +10,10 @@
 //   FULCRUM_FUZZ_REPLAY=balancer:<i> | decap:<i>   run that one frame of the seed, verbosely
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { BalancerProgram } from '../../src/agent/dataplane/balancer.ts';
 import { DecapProgram } from '../../src/agent/dataplane/decap.ts';
 import { TestRunner, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/agent/bpf/test-run.ts';
-import { vip4Key, vipMeta } from '../../src/agent/bpf/abi.ts';
-import { AddressTable } from '../../src/agent/dataplane/address-table.ts';
 import { addressBytes } from '../../src/shared/flowhash.ts';
 import { REASONS, reasonAction, type Reason } from '../../src/shared/reasons.ts';
 import { internetChecksum } from '../support/checksum.ts';
@@ -30,14 +27,12 @@ import {
 import { BALANCER_FIXTURES } from './balancer-fixtures.ts';
 import { DECAP_FIXTURES, GUE_PORT, LOCAL_ADDRESSES, OTHER_POD4, OTHER_POD6, SERVED_VIPS, TC_ACT_OK, TC_ACT_SHOT } from './decap-fixtures.ts';
 import {
-  BACKENDS, CLIENT4, CLIENT6, CLIENT_MAC, CONFIG, LB_MAC, LIMITS, RING_SIZE, ROUTER4, ROUTER6, TUNNEL, VIPS, VIP_FLAG, ringAt,
-  type WorldVip,
+  BACKENDS, CLIENT4, CLIENT6, CLIENT_MAC, CONFIG, LB_MAC, LIMITS, PROTO, RING_SIZE, ROUTER4, ROUTER6, TUNNEL, VIPS, VIP_FLAG,
+  loadBalancerWorld, ringAt, type WorldVip,
 } from './balancer-world.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const REASON_INDEX = new Map(REASONS.map((r, i) => [r, i]));
-const PROTO = { TCP: 6, UDP: 17 } as const;
-const VIP_GEN = 1;
 
 const env = process.env;
 const SEED = env['FULCRUM_FUZZ_SEED'] === 'random' ? (Math.random() * 0x100000000) >>> 0
@@ -100,29 +95,7 @@ let decap: DecapProgram;
 const runner = new TestRunner();
 
 before(() => {
-  execFileSync('make', ['-s', '-C', join(ROOT, 'bpf')]);
-  balancer = BalancerProgram.load({ objectPath: join(ROOT, 'bpf/build/balancer.bpf.o'), config: CONFIG, limits: LIMITS });
-  balancer.writeBackends(Object.values(BACKENDS));
-  const addressFlags = new Map<string, number>();
-  for (const vip of Object.values(VIPS) as WorldVip[]) {
-    if (vip.id < LIMITS.maxVips) {
-      const ring = new Uint32Array(RING_SIZE);
-      for (let i = 0; i < RING_SIZE; i++) ring[i] = ringAt(vip, i);
-      balancer.writeRing({ vipId: vip.id, ring });
-      balancer.writeVip({ address: vip.address, port: vip.port, protocol: PROTO[vip.protocol], id: vip.id, flags: vip.flags, gen: VIP_GEN });
-    } else {
-      balancer.maps.vips_v4.update(vip4Key({ addr: vip.address, port: vip.port, proto: PROTO[vip.protocol] }), vipMeta({ flags: 0, vipId: vip.id, gen: VIP_GEN }));
-    }
-    const flag = (vip.flags & VIP_FLAG.lruBypass) === 0 ? 1 /* uses table */ : 2 /* has bypass */;
-    addressFlags.set(vip.address, (addressFlags.get(vip.address) ?? 0) | flag);
-  }
-  const tables = { 4: new AddressTable(4, balancer.addressSlots), 6: new AddressTable(6, balancer.addressSlots) };
-  let id = 0;
-  for (const [address, flags] of addressFlags) {
-    balancer.writeAddressSlots(tables[address.includes(':') ? 6 : 4].upsert(address, flags, ++id));
-  }
-
-  execFileSync('make', ['-s', '-C', join(ROOT, 'bpf'), 'build/decap.bpf.o']);
+  ({ balancer } = loadBalancerWorld()); // builds bpf/ too
   decap = DecapProgram.load({ objectPath: join(ROOT, 'bpf/build/decap.bpf.o'), guePort: GUE_PORT });
   decap.setLocalAddresses(LOCAL_ADDRESSES);
   decap.setVips(SERVED_VIPS);

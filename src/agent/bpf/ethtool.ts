@@ -9,29 +9,14 @@
 import koffi from 'koffi';
 import { FulcrumError } from '../../shared/errors.ts';
 import { errnoName } from './libbpf.ts';
-import { close } from './libc.ts';
+import { AF_INET, SOCK_DGRAM, close, ioctlEthtool, socket } from './libc.ts';
 
-const libc = koffi.load('libc.so.6');
-
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
 /** <linux/sockios.h> */
 const SIOCETHTOOL = 0x8946;
 /** <linux/ethtool.h>: get / set generic receive offload, with struct ethtool_value. */
 const ETHTOOL_GGRO = 0x2b;
 const ETHTOOL_SGRO = 0x2c;
 const IFNAMSIZ = 16;
-
-/** struct ifreq as SIOCETHTOOL reads it: the name, then a pointer to the command (40 bytes on 64-bit). */
-const IfreqEthtool = koffi.struct('fulcrum_ifreq_ethtool', {
-  name: koffi.array('uint8', IFNAMSIZ, 'Array'),
-  data: 'void *',
-  pad: koffi.array('uint8', 16, 'Array'),
-});
-
-const socket = libc.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number;
-const ioctlEthtool = libc.func('int ioctl(int fd, unsigned long request, _Inout_ fulcrum_ifreq_ethtool *ifr)') as
-  (fd: number, request: number, ifr: { name: number[]; data: Buffer; pad: number[] }) => number;
 
 function ethtool(iface: string, cmd: number, data = 0): number {
   const name = Buffer.alloc(IFNAMSIZ);

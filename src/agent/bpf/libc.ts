@@ -2,7 +2,8 @@
 // libbpf's printf-style messages (vsnprintf on its va_list), switching a thread's
 // network namespace (setns), and interface-name lookups that must happen in the
 // calling thread's network namespace (if_nametoindex), which /sys/class/net cannot
-// give when the thread has entered a namespace other than the one /sys was mounted in.
+// give when the thread has entered a namespace other than the one /sys was mounted in;
+// mounting the BPF filesystem (mount) and interface offloads (socket, ioctl SIOCETHTOOL).
 
 import koffi from 'koffi';
 
@@ -45,3 +46,23 @@ export const MAP_SHARED = 0x01;
  */
 export const mount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as
   (source: string, target: string, fstype: string, flags: number, data: string | null) => number;
+
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+
+/** socket(domain, type, protocol): an fd, or -1 with errno. Created in the calling thread's network namespace. */
+export const socket = libc.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number;
+
+/**
+ * struct ifreq as SIOCETHTOOL reads it (40 bytes on 64-bit): the interface name, then a
+ * pointer to the ethtool command (src/agent/bpf/ethtool.ts).
+ */
+koffi.struct('fulcrum_ifreq_ethtool', {
+  name: koffi.array('uint8', 16, 'Array'),
+  data: 'void *',
+  pad: koffi.array('uint8', 16, 'Array'),
+});
+
+/** ioctl(fd, SIOCETHTOOL, &ifr): 0 or -1 with errno; `data` points at the command, which the kernel fills in. */
+export const ioctlEthtool = libc.func('int ioctl(int fd, unsigned long request, _Inout_ fulcrum_ifreq_ethtool *ifr)') as
+  (fd: number, request: number, ifr: { name: number[]; data: Buffer; pad: number[] }) => number;
